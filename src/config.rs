@@ -1,0 +1,111 @@
+//! Configuration errors shared by every `from_env()`.
+//!
+//! Reading the environment never stops at the first bad value: every problem is
+//! collected, so a misconfigured deployment is fixed in one round.
+
+use std::fmt;
+
+/// One invalid environment variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable, for example `TRUSTED_PROXIES`.
+    pub variable: String,
+    /// The value found (shortened when very long).
+    pub value: String,
+    /// What was expected instead.
+    pub expected: String,
+}
+
+/// Every problem found while reading configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    /// The problems, in the order they were found.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+
+    /// Records a problem.
+    pub fn push(&mut self, variable: &str, value: &str, expected: impl Into<String>) {
+        const MAX: usize = 200;
+        let value = if value.len() > MAX {
+            let mut end = MAX;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}...", &value[..end])
+        } else {
+            value.to_owned()
+        };
+        self.problems.push(ConfigProblem {
+            variable: variable.to_owned(),
+            value,
+            expected: expected.into(),
+        });
+    }
+
+    /// Adds the problems of `other` to these.
+    pub fn merge(&mut self, other: ConfigError) {
+        self.problems.extend(other.problems);
+    }
+
+    /// `Ok(value)` when no problem was recorded, `Err(self)` otherwise.
+    pub fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem", self.problems.len())?;
+        if self.problems.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str(")")?;
+        for p in &self.problems {
+            write!(f, "\n  {}={:?}: expected {}", p.variable, p.value, p.expected)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads a variable; `None` when it is unset or empty. Values that are not valid
+/// Unicode are reported as problems.
+pub(crate) fn var(name: &str, errors: &mut ConfigError) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => None,
+        Ok(v) => Some(v.trim().to_owned()),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            errors.push(name, &raw.to_string_lossy(), "valid UTF-8");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_problem() {
+        let mut e = ConfigError::default();
+        e.push("A", "x", "a number");
+        e.push("B", &"é".repeat(300), "short");
+        let text = e.to_string();
+        assert!(text.starts_with("invalid configuration (2 problems)"));
+        assert!(text.contains("A=\"x\": expected a number"));
+        assert!(e.problems()[1].value.ends_with("..."));
+        assert!(e.into_result(()).is_err());
+        assert_eq!(ConfigError::default().into_result(5), Ok(5));
+    }
+}
