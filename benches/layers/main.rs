@@ -1,1 +1,13 @@
-fn main() {}
+//! Per-layer overhead of tower-ops against the peer crates, side by side.
+//!
+//! Run with `cargo bench --bench layers`; filter with a group name, for example
+//! `cargo bench --bench layers -- request_id`.
+
+// Bench modules are private to this binary; `pub` only connects them to main.
+#![allow(unreachable_pub)]
+
+mod request_id;
+mod support;
+
+criterion::criterion_group!(benches, request_id::bench);
+criterion::criterion_main!(benches);

@@ -1,0 +1,53 @@
+//! Shared scaffolding: a trivial axum handler driven through `Router::oneshot`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{BenchmarkGroup, measurement::WallTime};
+use http::Request;
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+/// A single-threaded runtime, as per-request overhead is what is measured.
+pub fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The bare application every layer wraps.
+pub fn app() -> Router {
+    Router::new().route("/users/{id}", get(|| async { "hello" }))
+}
+
+/// Benchmarks `router` answering `make_request()`.
+pub fn bench_router(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    router: &Router,
+    make_request: impl Fn() -> Request<Body>,
+) {
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            let request = make_request();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await.unwrap();
+                std::hint::black_box(response);
+            }
+        })
+    });
+}
+
+/// `GET /users/42` with a peer address, as a server would see it.
+pub fn request() -> Request<Body> {
+    let mut req = Request::get("/users/42").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40_000,
+        ))));
+    req
+}
