@@ -3,5 +3,6 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod redact;
 pub mod request_id;
 pub mod route;
