@@ -57,6 +57,7 @@ pub mod client_ip;
 pub mod config;
 pub mod error;
 mod json;
+pub mod redact;
 pub mod request_id;
 pub mod route;
 mod time;
