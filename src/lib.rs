@@ -57,6 +57,8 @@ pub mod client_ip;
 pub mod config;
 pub mod error;
 mod json;
+pub mod log;
+pub mod paths;
 pub mod redact;
 pub mod request_id;
 pub mod route;

@@ -4,18 +4,31 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Times before 1970 print as the epoch.
 pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339(&mut out, t, 3);
+    out
+}
+
+/// Appends `t` in RFC 3339 UTC with `digits` (3 or 6) fractional digits.
+pub(crate) fn push_rfc3339(out: &mut String, t: SystemTime, digits: u8) {
+    use std::fmt::Write;
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
-    let millis = d.subsec_millis();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
-    )
+    );
+    let _ = if digits >= 6 {
+        write!(out, "{:06}Z", d.subsec_micros())
+    } else {
+        write!(out, "{:03}Z", d.subsec_millis())
+    };
 }
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day),

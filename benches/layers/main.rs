@@ -6,8 +6,9 @@
 // Bench modules are private to this binary; `pub` only connects them to main.
 #![allow(unreachable_pub)]
 
+mod log;
 mod request_id;
 mod support;
 
-criterion::criterion_group!(benches, request_id::bench);
+criterion::criterion_group!(benches, request_id::bench, log::bench);
 criterion::criterion_main!(benches);

@@ -1,0 +1,398 @@
+//! A `tracing` layer that writes one flat JSON object per event.
+//!
+//! Unlike tracing-subscriber's JSON formatter, the fields of the enclosing spans
+//! (`request_id`, `trace_id`, ...) are written at the root of the object, next to
+//! `timestamp`, `level`, `message` and `target`, and never twice: an event's own
+//! field wins over a span's, an inner span's over an outer one's.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::SystemTime;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::json::push_str;
+
+/// The field whose value is a pre-rendered JSON object to splice into the line
+/// (used by the request log for fields added by handlers).
+pub(crate) const SPLICE_FIELD: &str = "log.fields";
+
+/// A [`tracing_subscriber::Layer`] writing flat JSON lines to `W`.
+///
+/// Usually installed by [`init_from_env`](super::init_from_env) or
+/// [`LogBuilder`](super::LogBuilder); use it directly to compose with other layers:
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// use tower_ops::log::JsonLayer;
+///
+/// let subscriber = tracing_subscriber::registry().with(JsonLayer::new(std::io::sink));
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info!(user = 7, "hello");
+/// });
+/// ```
+#[derive(Debug)]
+pub struct JsonLayer<W> {
+    make_writer: W,
+}
+
+impl<W> JsonLayer<W> {
+    /// Writes to whatever `make_writer` makes (stdout, a non-blocking writer, ...).
+    pub fn new(make_writer: W) -> Self {
+        Self { make_writer }
+    }
+}
+
+/// The rendered fields of a span, kept in its extensions.
+#[derive(Default)]
+struct SpanFields(Vec<(&'static str, String)>);
+
+impl SpanFields {
+    fn set(&mut self, name: &'static str, value: String) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+/// Renders each field value as JSON.
+struct ValueVisitor<'a> {
+    out: &'a mut Vec<(&'static str, String)>,
+}
+
+impl ValueVisitor<'_> {
+    fn put(&mut self, field: &Field, value: String) {
+        let name = field.name();
+        match self.out.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.out.push((name, value)),
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_str(&mut out, s);
+    out
+}
+
+impl Visit for ValueVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == SPLICE_FIELD {
+            self.put(field, value.to_owned());
+            return;
+        }
+        self.put(field, json_string(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let text = if value.is_finite() {
+            let mut s = value.to_string();
+            if !s.contains(['.', 'e', 'E']) {
+                s.push_str(".0");
+            }
+            s
+        } else {
+            "null".to_owned()
+        };
+        self.put(field, text);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, if value { "true" } else { "false" }.to_owned());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, json_string(&crate::error::chain(value)));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut text = String::new();
+        let _ = write!(text, "{value:?}");
+        if field.name() == SPLICE_FIELD && text.starts_with('{') {
+            self.put(field, text);
+        } else {
+            self.put(field, json_string(&text));
+        }
+    }
+}
+
+thread_local! {
+    static BUF: RefCell<(String, Vec<(&'static str, String)>)> =
+        const { RefCell::new((String::new(), Vec::new())) };
+}
+
+fn level_str(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "TRACE",
+    }
+}
+
+/// Appends `"key":value` unless `key` was written already.
+fn push_field(out: &mut String, written: &mut Vec<&'static str>, key: &'static str, value: &str) {
+    if key == SPLICE_FIELD {
+        // `{"a":1,"b":2}`: splice the members, skipping keys already written.
+        splice(out, written, value);
+        return;
+    }
+    if written.contains(&key) {
+        return;
+    }
+    written.push(key);
+    out.push(',');
+    push_str(out, key);
+    out.push(':');
+    out.push_str(value);
+}
+
+fn splice(out: &mut String, written: &[&'static str], object: &str) {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(object)
+    else {
+        return;
+    };
+    for (k, v) in map {
+        if written.iter().any(|w| *w == k) {
+            continue;
+        }
+        out.push(',');
+        push_str(out, &k);
+        out.push(':');
+        out.push_str(&v.to_string());
+    }
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields::default();
+        attrs.record(&mut ValueVisitor { out: &mut fields.0 });
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        let mut rendered = Vec::new();
+        values.record(&mut ValueVisitor { out: &mut rendered });
+        match ext.get_mut::<SpanFields>() {
+            Some(fields) => {
+                for (k, v) in rendered {
+                    fields.set(k, v);
+                }
+            }
+            None => ext.insert(SpanFields(rendered)),
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        BUF.with(|buf| {
+            let Ok(mut guard) = buf.try_borrow_mut() else {
+                // An event emitted while formatting another one on this thread
+                // (from a Debug impl, say) is dropped rather than deadlocking.
+                return;
+            };
+            let (out, fields) = &mut *guard;
+            out.clear();
+            fields.clear();
+            event.record(&mut ValueVisitor { out: fields });
+
+            let meta = event.metadata();
+            out.push_str("{\"timestamp\":\"");
+            crate::time::push_rfc3339(out, SystemTime::now(), 6);
+            out.push_str("\",\"level\":\"");
+            out.push_str(level_str(meta.level()));
+            out.push('"');
+            let mut written: Vec<&'static str> = Vec::with_capacity(24);
+            written.extend(["timestamp", "level"]);
+            if let Some(pos) = fields.iter().position(|(k, _)| *k == "message") {
+                let (k, v) = fields.remove(pos);
+                push_field(out, &mut written, k, &v);
+            } else {
+                written.push("message");
+                out.push_str(",\"message\":\"\"");
+            }
+            out.push_str(",\"target\":");
+            push_str(out, meta.target());
+            written.push("target");
+            for (k, v) in fields.iter() {
+                push_field(out, &mut written, k, v);
+            }
+            if let Some(scope) = ctx.event_scope(event) {
+                for span in scope {
+                    let ext = span.extensions();
+                    if let Some(span_fields) = ext.get::<SpanFields>() {
+                        for (k, v) in &span_fields.0 {
+                            push_field(out, &mut written, k, v);
+                        }
+                    }
+                }
+            }
+            out.push_str("}\n");
+            let mut writer = self.make_writer.make_writer_for(meta);
+            let _ = writer.write_all(out.as_bytes());
+            if out.capacity() > 64 * 1024 {
+                *out = String::new();
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        let cap = Capture::default();
+        let sub = tracing_subscriber::registry().with(JsonLayer::new(cap.clone()));
+        tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| {
+                assert_no_duplicate_keys(l);
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+            })
+            .collect()
+    }
+
+    /// The top-level keys of a JSON object, duplicates included.
+    struct Keys(Vec<String>);
+
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((k, _)) = m.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    pub(crate) fn assert_no_duplicate_keys(line: &str) {
+        let Keys(keys) = serde_json::from_str(line).unwrap();
+        let unique: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "duplicate keys in {line}");
+    }
+
+    #[test]
+    fn span_fields_at_root_without_duplicates() {
+        let got = lines(|| {
+            let outer = tracing::info_span!("request", request_id = "r-1", route = "/a");
+            let _o = outer.enter();
+            let inner =
+                tracing::info_span!("inner", route = "/inner", trace_id = tracing::field::Empty);
+            inner.record("trace_id", "abc");
+            let _i = inner.enter();
+            tracing::warn!(
+                n = 3,
+                ratio = 0.5,
+                ok = true,
+                route = "/event",
+                "hello \"world\"\n"
+            );
+        });
+        let v = &got[0];
+        assert_eq!(v["message"], "hello \"world\"\n");
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["request_id"], "r-1");
+        assert_eq!(v["trace_id"], "abc");
+        assert_eq!(v["route"], "/event");
+        assert_eq!(v["n"], 3);
+        assert_eq!(v["ratio"], 0.5);
+        assert_eq!(v["ok"], true);
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(v["target"].as_str().unwrap().contains("format"));
+    }
+
+    #[test]
+    fn hostile_values_stay_on_one_line() {
+        let got = lines(|| {
+            tracing::info!(
+                user_agent = "evil\r\n{\"level\":\"ERROR\"}\u{0}",
+                f = f64::NAN,
+                "x"
+            );
+        });
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["user_agent"], "evil\r\n{\"level\":\"ERROR\"}\u{0}");
+        assert!(got[0]["f"].is_null());
+    }
+
+    #[test]
+    fn splice_merges_handler_fields() {
+        let got = lines(|| {
+            let raw = r#"{"user_id":42,"plan":"pro","level":"spoof"}"#;
+            tracing::info!({ SPLICE_FIELD } = raw, "done");
+        });
+        assert_eq!(got[0]["user_id"], 42);
+        assert_eq!(got[0]["plan"], "pro");
+        assert_eq!(got[0]["level"], "INFO");
+    }
+}

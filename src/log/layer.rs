@@ -1,0 +1,646 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{Level, Span};
+
+use crate::client_ip::ClientIp;
+use crate::config::{self, ConfigError};
+use crate::error::Problem;
+use crate::paths::PathSet;
+use crate::redact::Redactor;
+use crate::request_id::{ClientRequestId, RequestId};
+use crate::route::MatchedRoute;
+
+/// Fields a handler (or an inner layer) adds to its request's log line.
+///
+/// [`RequestLogLayer`] puts one in the request extensions; values are written at the
+/// root of the JSON line. Keys the line already has (`status`, `path`, ...) win.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::Extension;
+/// use tower_ops::log::LogFields;
+///
+/// async fn handler(Extension(fields): Extension<LogFields>) -> &'static str {
+///     fields.insert("user_id", 42);
+///     fields.insert("plan", "pro");
+///     "ok"
+/// }
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct LogFields(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
+
+impl LogFields {
+    /// Adds (or replaces) a field.
+    pub fn insert(&self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
+        let key = key.into();
+        let value = value.into();
+        let mut fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else if fields.len() < 64 {
+            fields.push((key, value));
+        }
+    }
+
+    /// The fields as one JSON object, with `headers` when given; `None` when empty.
+    fn render(&self, headers: Option<&serde_json::Value>) -> Option<String> {
+        let fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if fields.is_empty() && headers.is_none() {
+            return None;
+        }
+        let mut map: serde_json::Map<String, serde_json::Value> = fields.iter().cloned().collect();
+        if let Some(h) = headers {
+            map.insert("headers".to_owned(), h.clone());
+        }
+        Some(serde_json::Value::Object(map).to_string())
+    }
+}
+
+impl fmt::Debug for LogFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_map()
+            .entries(fields.iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
+}
+
+/// Chooses the level of a request's line from its status (before the slow-request
+/// rule raises it).
+pub type LevelPolicy = fn(StatusCode) -> Level;
+
+fn default_level(status: StatusCode) -> Level {
+    if status.is_server_error() {
+        Level::ERROR
+    } else if status.is_client_error() {
+        Level::WARN
+    } else {
+        Level::INFO
+    }
+}
+
+#[derive(Clone)]
+struct Config {
+    redactor: Redactor,
+    slow: Duration,
+    watchdog: Option<Duration>,
+    probes: PathSet,
+    probe_level: Option<Level>,
+    success_sample: f64,
+    levels: LevelPolicy,
+    headers: Vec<HeaderName>,
+}
+
+/// Logs exactly one event per request, at completion. See the
+/// [module docs](super).
+#[derive(Clone)]
+pub struct RequestLogLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for RequestLogLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestLogLayer")
+            .field("slow", &self.config.slow)
+            .field("watchdog", &self.config.watchdog)
+            .field("probes", &self.config.probes)
+            .field("success_sample", &self.config.success_sample)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RequestLogLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestLogLayer {
+    /// Defaults: slow after 1 s, probes (`/health/*`, `/metrics`) at debug, every
+    /// request logged, the default [`Redactor`], no headers.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                redactor: Redactor::default(),
+                slow: Duration::from_millis(1000),
+                watchdog: None,
+                probes: PathSet::probes(),
+                probe_level: Some(Level::DEBUG),
+                success_sample: 1.0,
+                levels: default_level,
+                headers: Vec::new(),
+            }),
+        }
+    }
+
+    /// Reads `SLOW_REQUEST_MS` (default 1000).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut errors = ConfigError::default();
+        let mut layer = Self::new();
+        if let Some(v) = config::var("SLOW_REQUEST_MS", &mut errors) {
+            match v.parse::<u64>() {
+                Ok(ms) => layer = layer.slow_after(Duration::from_millis(ms)),
+                Err(_) => errors.push("SLOW_REQUEST_MS", &v, "a whole number of milliseconds"),
+            }
+        }
+        errors.into_result(layer)
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Requests slower than this are marked `slow: true` and logged at least at warn.
+    pub fn slow_after(self, threshold: Duration) -> Self {
+        self.with(|c| c.slow = threshold)
+    }
+
+    /// Also logs a warning, once, for a request still in flight after `threshold`
+    /// (a hung request shows up before it completes, if it ever does).
+    pub fn watchdog(self, threshold: Duration) -> Self {
+        self.with(|c| c.watchdog = Some(threshold))
+    }
+
+    /// The probe and noise routes (default `/health/*` and `/metrics`).
+    pub fn probes(self, paths: impl Into<PathSet>) -> Self {
+        let paths = paths.into();
+        self.with(|c| c.probes = paths)
+    }
+
+    /// The level of probe lines; `None` does not log them at all. Failed probes
+    /// (5xx) are always logged at the normal level.
+    pub fn probe_level(self, level: Option<Level>) -> Self {
+        self.with(|c| c.probe_level = level)
+    }
+
+    /// Logs only this fraction (0.0 to 1.0) of successful, fast requests. Errors,
+    /// client errors and slow requests are always logged.
+    pub fn sample_successes(self, fraction: f64) -> Self {
+        self.with(|c| c.success_sample = fraction.clamp(0.0, 1.0))
+    }
+
+    /// Replaces the level policy (5xx error, 4xx warn, otherwise info).
+    pub fn levels(self, policy: LevelPolicy) -> Self {
+        self.with(|c| c.levels = policy)
+    }
+
+    /// Logs these request headers as a `headers` object, redacted.
+    pub fn headers(self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        let names: Vec<HeaderName> = names.into_iter().collect();
+        self.with(|c| c.headers = names)
+    }
+
+    /// Swaps the redactor used for the path's query string and headers.
+    pub fn redactor(self, redactor: Redactor) -> Self {
+        self.with(|c| c.redactor = redactor)
+    }
+}
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLog {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequestLogLayer`].
+#[derive(Clone)]
+pub struct RequestLog<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequestLog<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestLog")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> RequestLog<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What is known of a request before its response.
+struct Pending {
+    config: Arc<Config>,
+    start: Instant,
+    method: Method,
+    uri: Uri,
+    request_id: Option<RequestId>,
+    client_request_id: Option<RequestId>,
+    client_ip: Option<ClientIp>,
+    user_agent: Option<HeaderValue>,
+    request_bytes: Option<u64>,
+    headers: Option<serde_json::Value>,
+    fields: LogFields,
+    span: Span,
+    probe: bool,
+}
+
+/// What is known once the response head is out.
+struct Done {
+    pending: Pending,
+    status: StatusCode,
+    route: Option<MatchedRoute>,
+    problem: Option<Problem>,
+    response_bytes: u64,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestLog<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: fmt::Display,
+    ResBody: Body,
+{
+    type Response = Response<LogBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let config = &self.config;
+        let request_id = req.extensions().get::<RequestId>().cloned();
+        let span = match &request_id {
+            Some(id) => tracing::info_span!(
+                target: "tower_ops::request",
+                "request",
+                request_id = id.as_str(),
+                trace_id = tracing::field::Empty,
+            ),
+            None => tracing::info_span!(
+                target: "tower_ops::request",
+                "request",
+                request_id = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            ),
+        };
+        let fields = LogFields::default();
+        req.extensions_mut().insert(fields.clone());
+        let headers = (!config.headers.is_empty()).then(|| render_headers(config, req.headers()));
+        let pending = Pending {
+            config: config.clone(),
+            start,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            client_request_id: req
+                .extensions()
+                .get::<ClientRequestId>()
+                .map(|c| c.0.clone()),
+            client_ip: req.extensions().get::<ClientIp>().copied(),
+            user_agent: req.headers().get(USER_AGENT).cloned(),
+            request_bytes: request_bytes(req.headers()),
+            probe: config.probes.contains(req.uri().path()),
+            request_id,
+            headers,
+            fields,
+            span: span.clone(),
+        };
+        let watchdog = config
+            .watchdog
+            .map(|after| Box::pin(tokio::time::sleep(after)));
+        let inner = span.in_scope(|| self.inner.call(req));
+        ResponseFuture {
+            inner,
+            pending: Some(pending),
+            watchdog,
+        }
+    }
+}
+
+fn request_bytes(headers: &HeaderMap) -> Option<u64> {
+    match headers.get(CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok()?.trim().parse().ok(),
+        None => Some(0).filter(|_| !headers.contains_key(http::header::TRANSFER_ENCODING)),
+    }
+}
+
+fn render_headers(config: &Config, headers: &HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for name in &config.headers {
+        let values: Vec<serde_json::Value> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| serde_json::Value::String(config.redactor.redact_header(name, v).into_owned()))
+            .collect();
+        match values.len() {
+            0 => {}
+            1 => {
+                map.insert(
+                    name.as_str().to_owned(),
+                    values.into_iter().next().unwrap_or_default(),
+                );
+            }
+            _ => {
+                map.insert(name.as_str().to_owned(), serde_json::Value::Array(values));
+            }
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+pin_project! {
+    /// The response future of [`RequestLog`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+        watchdog: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(pending) = this.pending.take() {
+                // Dropped before a response: the client went away (or an outer
+                // timeout fired).
+                emit(&pending, None, Outcome::Aborted);
+            }
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    E: fmt::Display,
+{
+    type Output = Result<Response<LogBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(pending) = this.pending.as_ref() else {
+            return Poll::Pending;
+        };
+        let result = {
+            let _enter = pending.span.enter();
+            this.inner.poll(cx)
+        };
+        let result = match result {
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                if let Some(w) = this.watchdog.as_mut()
+                    && w.as_mut().poll(cx).is_ready()
+                {
+                    *this.watchdog = None;
+                    let elapsed = pending.start.elapsed();
+                    tracing::warn!(
+                        target: "tower_ops::request",
+                        parent: &pending.span,
+                        method = pending.method.as_str(),
+                        path = &*pending.config.redactor.redact_path_and_query(&pending.uri),
+                        elapsed_ms = elapsed.as_micros() as f64 / 1000.0,
+                        "request still in flight"
+                    );
+                }
+                return Poll::Pending;
+            }
+        };
+        let pending = this.pending.take().expect("checked above");
+        match result {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let done = Done {
+                    status: parts.status,
+                    route: parts.extensions.get::<MatchedRoute>().cloned(),
+                    problem: parts.extensions.get::<Problem>().cloned(),
+                    response_bytes: 0,
+                    pending: Pending {
+                        request_id: pending
+                            .request_id
+                            .clone()
+                            .or_else(|| parts.extensions.get::<RequestId>().cloned()),
+                        ..pending
+                    },
+                };
+                let body = if body.is_end_stream() {
+                    emit(&done.pending, Some(&done), Outcome::Completed);
+                    LogBody {
+                        inner: body,
+                        done: None,
+                    }
+                } else {
+                    LogBody {
+                        inner: body,
+                        done: Some(Box::new(done)),
+                    }
+                };
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
+            }
+            Err(error) => {
+                emit(&pending, None, Outcome::Failed(&error));
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`RequestLog`]: counts bytes and logs the request when
+    /// the body ends, or when it is dropped before its end (`aborted: true`).
+    pub struct LogBody<B> {
+        #[pin]
+        inner: B,
+        done: Option<Box<Done>>,
+    }
+
+    impl<B> PinnedDrop for LogBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(done) = this.done.take() {
+                emit(&done.pending, Some(&done), Outcome::Aborted);
+            }
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for LogBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Body for LogBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: fmt::Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(done), Some(data)) = (this.done.as_mut(), f.data_ref()) {
+                    done.response_bytes += data.len() as u64;
+                }
+                // Servers stop polling once `is_end_stream` says so, without
+                // waiting for a final `None`: the body is complete here.
+                if this.inner.is_end_stream()
+                    && let Some(done) = this.done.take()
+                {
+                    emit(&done.pending, Some(&done), Outcome::Completed);
+                }
+            }
+            Some(Err(error)) => {
+                if let Some(done) = this.done.take() {
+                    let message = error.to_string();
+                    emit(&done.pending, Some(&done), Outcome::BodyFailed(&message));
+                }
+            }
+            None => {
+                if let Some(done) = this.done.take() {
+                    emit(&done.pending, Some(&done), Outcome::Completed);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Outcome<'a> {
+    Completed,
+    Aborted,
+    Failed(&'a dyn fmt::Display),
+    BodyFailed(&'a str),
+}
+
+fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
+    let duration = p.start.elapsed();
+    let config = &p.config;
+    let slow = duration >= config.slow;
+    let status = done.map(|d| d.status);
+    let failed = !matches!(outcome, Outcome::Completed);
+    let mut level = match status {
+        Some(s) => (config.levels)(s),
+        None => Level::WARN,
+    };
+    if matches!(outcome, Outcome::Failed(_) | Outcome::BodyFailed(_)) {
+        level = Level::ERROR;
+    }
+    let server_error = status.is_some_and(|s| s.is_server_error());
+    if p.probe && !server_error && !failed {
+        match config.probe_level {
+            Some(l) => level = l,
+            None => return,
+        }
+    }
+    if slow && level > Level::WARN {
+        level = Level::WARN;
+    }
+    if level == Level::INFO
+        && config.success_sample < 1.0
+        && !slow
+        && fastrand::f64() >= config.success_sample
+    {
+        return;
+    }
+    let path = config.redactor.redact_path_and_query(&p.uri);
+    let route = done.and_then(|d| d.route.as_ref());
+    let problem = done.and_then(|d| d.problem.as_ref());
+    let user_agent = p
+        .user_agent
+        .as_ref()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let client_ip = p.client_ip.map(|c| c.ip().to_string());
+    let error = match &outcome {
+        Outcome::Failed(e) => Some(config.redactor.redact_text(&e.to_string()).into_owned()),
+        Outcome::BodyFailed(e) => Some(config.redactor.redact_text(e).into_owned()),
+        _ => None,
+    };
+    let trace_id = problem.and_then(Problem::get_trace_id);
+    let extra = p.fields.render(p.headers.as_ref());
+    macro_rules! event {
+        ($lvl:expr) => {
+            tracing::event!(
+                target: "tower_ops::request",
+                parent: &p.span,
+                $lvl,
+                method = p.method.as_str(),
+                route = route.map_or("unmatched", MatchedRoute::as_str),
+                path = &*path,
+                status = status.map(|s| s.as_u16()),
+                duration_ms = duration.as_micros() as f64 / 1000.0,
+                request_id = p.request_id.as_ref().map(RequestId::as_str),
+                client_request_id = p.client_request_id.as_ref().map(RequestId::as_str),
+                client_ip = client_ip.as_deref(),
+                user_agent = user_agent.as_deref(),
+                request_bytes = p.request_bytes,
+                response_bytes = done.map(|d| d.response_bytes),
+                trace_id = trace_id,
+                code = problem.map(|pr| pr.get_code().as_str()),
+                rejected_by = problem.and_then(Problem::get_rejected_by),
+                slow = slow.then_some(true),
+                aborted = matches!(outcome, Outcome::Aborted).then_some(true),
+                error = error.as_deref(),
+                { crate::log::format::SPLICE_FIELD } = extra.as_deref(),
+                "request completed"
+            )
+        };
+    }
+    match level {
+        Level::ERROR => event!(Level::ERROR),
+        Level::WARN => event!(Level::WARN),
+        Level::INFO => event!(Level::INFO),
+        Level::DEBUG => event!(Level::DEBUG),
+        _ => event!(Level::TRACE),
+    }
+}

@@ -1,0 +1,63 @@
+//! One safe, structured line per request, and the logging set-up behind it.
+//!
+//! [`RequestLogLayer`] emits exactly one event per request, when it completes
+//! (after the last byte of the response body), with the fields of the request log
+//! contract at the root of the JSON line:
+//!
+//! ```json
+//! {"timestamp":"2026-11-21T10:00:00.123456Z","level":"INFO","message":"request completed",
+//!  "target":"tower_ops::request","method":"GET","route":"/users/{id}","path":"/users/42?token=[REDACTED]",
+//!  "status":200,"duration_ms":0.412,"request_id":"0192f5a4-...","client_ip":"203.0.113.9",
+//!  "user_agent":"curl/8.5.0","request_bytes":0,"response_bytes":26}
+//! ```
+//!
+//! - Requests rejected by other layers are logged like any other, with `code` and
+//!   `rejected_by` read from the response's [`Problem`](crate::error::Problem).
+//! - A request whose client went away is logged once, with `aborted: true`.
+//! - Level: 5xx `error`, 4xx `warn`, otherwise `info`; requests slower than
+//!   `SLOW_REQUEST_MS` get `slow: true` and at least `warn`.
+//! - The query string is redacted by a [`Redactor`](crate::redact::Redactor); the
+//!   user agent and every other value is escaped, so a hostile value cannot break
+//!   the line.
+//! - The inner service runs inside a `request` span carrying `request_id`, so every
+//!   event a handler logs has `request_id` at the root of its line too.
+//! - Probe routes (`/health/*`, `/metrics`) are logged at debug, or not at all.
+//! - Handlers add fields to their line through [`LogFields`].
+//!
+//! # Set-up
+//!
+//! [`init_from_env`] installs a subscriber that writes JSON lines (or pretty lines on
+//! a terminal) through a non-blocking writer, honouring `LOG_FORMAT`, `LOG_LEVEL`
+//! and `RUST_LOG`. Its JSON formatter, [`JsonLayer`], writes the fields of enclosing
+//! spans at the root of each line, once.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_ops::log::RequestLogLayer;
+//! use tower_ops::request_id::RequestIdLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // In `main`: let _guard = tower_ops::log::init_from_env()?;
+//! let service = ServiceBuilder::new()
+//!     .layer(RequestIdLayer::new())
+//!     .layer(RequestLogLayer::new())
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         tracing::info!("inside the handler: this line carries request_id too");
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::from("hi")))
+//!     }));
+//! let response = service.oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! # }
+//! ```
+
+pub(crate) mod format;
+mod init;
+mod layer;
+
+pub use self::format::JsonLayer;
+pub use self::init::{DroppedLines, LogBuilder, LogFormat, LogGuard, LogInitError, init_from_env};
+pub use self::layer::{
+    LevelPolicy, LogBody, LogFields, RequestLog, RequestLogLayer, ResponseFuture,
+};

@@ -1,0 +1,349 @@
+//! The request log over a real loopback socket, captured as JSON lines.
+#![cfg(feature = "axum")]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Extension;
+use axum::http::StatusCode;
+use axum::routing::get;
+use common::{get as http_get, serve};
+use serde_json::Value;
+use tower::ServiceBuilder;
+use tower_ops::client_ip::ClientIpLayer;
+use tower_ops::error::Problem;
+use tower_ops::log::{JsonLayer, LogFields, RequestLogLayer};
+use tower_ops::request_id::RequestIdLayer;
+use tower_ops::route::CaptureRouteLayer;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    fn completed(&self) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["message"] == "request completed")
+            .collect()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let c = self.completed();
+            if c.len() >= n {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("expected {n} lines, got: {}", self.text());
+    }
+}
+
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/users/{id}",
+            get(|Extension(fields): Extension<LogFields>| async move {
+                tracing::info!(step = "lookup", "handler says hi");
+                fields.insert("user_id", 42);
+                fields.insert("status", "spoofed");
+                "user"
+            }),
+        )
+        .route(
+            "/boom",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "x") }),
+        )
+        .route(
+            "/limited",
+            get(|| async { Problem::new(StatusCode::TOO_MANY_REQUESTS).rejected_by("rate_limit") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "slow"
+            }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "never"
+            }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks = (0..10).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1000]));
+                Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
+        .route("/health/live", get(|| async { "alive" }))
+        .layer(CaptureRouteLayer::new())
+}
+
+async fn start(
+    layer: RequestLogLayer,
+) -> (
+    std::net::SocketAddr,
+    Capture,
+    tracing::subscriber::DefaultGuard,
+) {
+    let cap = Capture::default();
+    let sub = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(JsonLayer::new(cap.clone()));
+    let guard = tracing::subscriber::set_default(sub);
+    let stack = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .layer(ClientIpLayer::new())
+        .layer(layer.slow_after(Duration::from_millis(200)));
+    let addr = serve(app().layer(stack)).await;
+    (addr, cap, guard)
+}
+
+#[tokio::test]
+async fn one_line_per_request_with_contract_fields() {
+    let (addr, cap, _g) = start(RequestLogLayer::new()).await;
+    let res = http_get(
+        addr,
+        "/users/42?token=s3cr3t-canary&page=2",
+        "User-Agent: evil\"agent\\ {\"level\":\"ERROR\"}\r\nx-request-id: req-1\r\n",
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let lines = cap.wait_for(1).await;
+    assert_eq!(lines.len(), 1, "{}", cap.text());
+    let l = &lines[0];
+    assert_eq!(l["level"], "INFO");
+    assert_eq!(l["target"], "tower_ops::request");
+    assert_eq!(l["method"], "GET");
+    assert_eq!(l["route"], "/users/{id}");
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["request_id"], "req-1");
+    assert_eq!(l["client_ip"], "127.0.0.1");
+    assert_eq!(l["user_agent"], "evil\"agent\\ {\"level\":\"ERROR\"}");
+    assert_eq!(l["request_bytes"], 0);
+    assert_eq!(l["response_bytes"], 4);
+    assert!(l["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(l["user_id"], 42);
+    let path = l["path"].as_str().unwrap();
+    assert!(path.starts_with("/users/42?"), "{path}");
+    assert!(path.contains("page=2"), "{path}");
+    assert!(l.get("slow").is_none() && l.get("aborted").is_none() && l.get("code").is_none());
+    // The handler's own event carries the request id at the root.
+    let all = cap.lines();
+    let hi = all
+        .iter()
+        .find(|l| l["message"] == "handler says hi")
+        .unwrap();
+    assert_eq!(hi["request_id"], "req-1");
+    assert_eq!(hi["step"], "lookup");
+    assert!(!cap.text().contains("s3cr3t-canary"), "{}", cap.text());
+}
+
+#[tokio::test]
+async fn levels_problems_and_slow_requests() {
+    let (addr, cap, _g) = start(RequestLogLayer::new()).await;
+    assert_eq!(http_get(addr, "/boom", "").await.status, 500);
+    assert_eq!(http_get(addr, "/nowhere", "").await.status, 404);
+    assert_eq!(http_get(addr, "/limited", "").await.status, 429);
+    assert_eq!(http_get(addr, "/slow", "").await.status, 200);
+    assert_eq!(http_get(addr, "/health/live", "").await.status, 200);
+    let lines = cap.wait_for(4).await;
+    assert_eq!(lines.len(), 4, "probes stay out at info: {}", cap.text());
+    assert_eq!(lines[0]["level"], "ERROR");
+    assert_eq!(lines[1]["level"], "WARN");
+    assert_eq!(lines[1]["route"], "unmatched");
+    assert_eq!(lines[2]["code"], "RATE_LIMITED");
+    assert_eq!(lines[2]["rejected_by"], "rate_limit");
+    assert_eq!(lines[3]["level"], "WARN");
+    assert_eq!(lines[3]["slow"], true);
+}
+
+#[tokio::test]
+async fn streaming_bodies_counted_to_the_end() {
+    let (addr, cap, _g) = start(RequestLogLayer::new()).await;
+    let res = http_get(addr, "/stream", "").await;
+    assert_eq!(res.body.len(), 10_000);
+    let lines = cap.wait_for(1).await;
+    assert_eq!(lines[0]["response_bytes"], 10_000);
+}
+
+#[tokio::test]
+async fn client_disconnect_logged_once() {
+    use tokio::io::AsyncWriteExt;
+    let (addr, cap, _g) = start(RequestLogLayer::new()).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+    let lines = cap.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(cap.completed().len(), 1);
+    assert_eq!(lines[0]["aborted"], true);
+    assert_eq!(lines[0]["route"], "unmatched");
+    assert!(lines[0].get("status").is_none());
+}
+
+#[tokio::test]
+async fn sampling_keeps_errors() {
+    let (addr, cap, _g) = start(RequestLogLayer::new().sample_successes(0.0)).await;
+    for _ in 0..5 {
+        http_get(addr, "/users/1", "").await;
+    }
+    http_get(addr, "/boom", "").await;
+    let lines = cap.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(cap.completed().len(), 1);
+    assert_eq!(lines[0]["status"], 500);
+}
+
+#[tokio::test]
+async fn headers_allow_list_is_redacted() {
+    let layer = RequestLogLayer::new().headers([http::header::AUTHORIZATION, http::header::ACCEPT]);
+    let (addr, cap, _g) = start(layer).await;
+    http_get(
+        addr,
+        "/users/1",
+        "Authorization: Bearer canary-token-123\r\nAccept: text/plain\r\nCookie: sid=canary\r\n",
+    )
+    .await;
+    let lines = cap.wait_for(1).await;
+    assert_eq!(lines[0]["headers"]["accept"], "text/plain");
+    assert!(lines[0]["headers"].get("cookie").is_none());
+    assert!(!cap.text().contains("canary"), "{}", cap.text());
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_logged_once() {
+    let (addr, cap, _g) = start(RequestLogLayer::new()).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            tokio::spawn(async move {
+                http_get(addr, "/users/1", &format!("x-request-id: c-{i}\r\n")).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    let lines = cap.wait_for(50).await;
+    let mut ids: Vec<_> = lines
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watchdog_reports_hung_requests_once() {
+    use tower::{Service, ServiceExt};
+    let cap = Capture::default();
+    let sub = tracing_subscriber::registry().with(JsonLayer::new(cap.clone()));
+    let _g = tracing::subscriber::set_default(sub);
+    let mut svc = ServiceBuilder::new()
+        .layer(RequestLogLayer::new().watchdog(Duration::from_secs(5)))
+        .service(tower::service_fn(|_req: http::Request<String>| async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("late")))
+        }));
+    let fut = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(String::new()));
+    let res = fut.await.unwrap();
+    drop(res);
+    let lines = cap.lines();
+    let hung: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "request still in flight")
+        .collect();
+    assert_eq!(hung.len(), 1, "{}", cap.text());
+    assert!(hung[0]["elapsed_ms"].as_f64().unwrap() >= 5000.0);
+    let done = cap.completed();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["slow"], true);
+}
+
+#[test]
+fn env_configuration_is_validated() {
+    assert!(common::child_with_env(
+        "env_child",
+        &[
+            ("SLOW_REQUEST_MS", "soon"),
+            ("LOG_FORMAT", "xml"),
+            ("LOG_LEVEL", "info,=[")
+        ]
+    ));
+    assert!(common::child_with_env(
+        "env_child",
+        &[
+            ("SLOW_REQUEST_MS", "250"),
+            ("LOG_FORMAT", "JSON"),
+            ("LOG_LEVEL", "debug")
+        ]
+    ));
+}
+
+#[test]
+#[ignore = "entry point of env_configuration_is_validated, run in a child process"]
+fn env_child() {
+    let Ok(slow) = std::env::var("SLOW_REQUEST_MS") else {
+        return;
+    };
+    let bad = slow == "soon";
+    assert_eq!(RequestLogLayer::from_env().is_err(), bad);
+    let builder = tower_ops::log::LogBuilder::from_env();
+    if bad {
+        let err = builder.unwrap_err();
+        let vars: Vec<_> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(vars, ["LOG_FORMAT", "LOG_LEVEL"], "{err}");
+    } else {
+        let guard = builder.unwrap().init().unwrap();
+        tracing::info!("from the child");
+        assert_eq!(guard.dropped_lines(), 0);
+        // A second global subscriber is an error, not a panic.
+        assert!(tower_ops::log::LogBuilder::new().init().is_err());
+    }
+}
