@@ -3,5 +3,7 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod health;
 pub mod request_id;
 pub mod route;
+pub mod shutdown;
