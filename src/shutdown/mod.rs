@@ -62,7 +62,7 @@
 mod in_flight;
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -327,13 +327,15 @@ impl Shutdown {
         self.inner.in_flight.load(Ordering::Acquire)
     }
 
-    /// Drives `server` through the whole sequence (see the module docs).
+    /// Drives `server` (a future, or an `IntoFuture` such as what
+    /// `axum::serve(..).with_graceful_shutdown(..)` returns) through the whole
+    /// sequence (see the module docs).
     ///
     /// Returns the server's output when it finished (drained, or ended by
     /// itself before any signal), `None` when it was cut at the deadline.
     /// Hooks run in every case. Signal handlers are installed as soon as this
     /// future is first polled.
-    pub async fn run<F: Future>(&self, server: F) -> Option<F::Output> {
+    pub async fn run<F: IntoFuture>(&self, server: F) -> Option<F::Output> {
         let inner = &self.inner;
         let mut signals = if inner.signals {
             match Signals::new() {
@@ -347,7 +349,7 @@ impl Shutdown {
             None
         };
         // Boxed so that it can be dropped (the cut) before the hooks run.
-        let mut server = Box::pin(server);
+        let mut server = Box::pin(server.into_future());
 
         // Serving until asked to stop.
         let cause = tokio::select! {
