@@ -146,7 +146,7 @@ impl MemoryCheck {
     }
 
     /// Renames the check.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
@@ -269,7 +269,7 @@ impl DiskCheck {
     }
 
     /// Renames the check.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
