@@ -4,11 +4,12 @@
 //! `cargo bench --bench layers -- request_id`.
 
 // Bench modules are private to this binary; `pub` only connects them to main.
-#![allow(unreachable_pub)]
+#![allow(missing_docs, unreachable_pub)]
 
+mod health;
 mod log;
 mod request_id;
 mod support;
 
-criterion::criterion_group!(benches, request_id::bench, log::bench);
+criterion::criterion_group!(benches, request_id::bench, log::bench, health::bench);
 criterion::criterion_main!(benches);
