@@ -5,20 +5,27 @@
 //! cargo run --example quickstart
 //! curl -i localhost:3000/users/42
 //! curl -i -H 'x-request-id: order-42' localhost:3000/
+//! curl -i localhost:3000/health
 //! ```
+//!
+//! Every variable of the README's environment table applies; a bad value stops
+//! start-up with every problem listed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{Path, Query};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_ops::client_ip::ClientIpLayer;
-use tower_ops::request_id::{self, RequestIdLayer};
+use tower_ops::error::Problem;
+use tower_ops::health::{HealthRegistryBuilder, check_fn};
+use tower_ops::log::RequestLogLayer;
+use tower_ops::request_id::RequestIdLayer;
 use tower_ops::route::CaptureRouteLayer;
+use tower_ops::shutdown::ShutdownBuilder;
 
 #[derive(Deserialize)]
 struct Slow {
@@ -41,7 +48,8 @@ fn app() -> Router {
         .route(
             "/slow",
             get(|Query(q): Query<Slow>| async move {
-                let ms = q.ms.unwrap_or(1000).min(120_000);
+                let ms = q.ms.unwrap_or(1000).min(600_000);
+                tracing::info!(ms, "slow request started");
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 format!("slept {ms} ms\n")
             }),
@@ -58,23 +66,19 @@ fn app() -> Router {
         .route(
             "/fail",
             get(|| async {
-                tracing::error!(
-                    request_id = %request_id::current().map(|id| id.to_string()).unwrap_or_default(),
-                    "connecting to db://admin:s3cret@10.0.0.5 failed"
+                // The client sees a generic 500; the source (redacted) goes to the log.
+                let error = std::io::Error::other(
+                    "connecting to postgres://admin:s3cret@10.0.0.5/app failed",
                 );
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                Err::<&str, _>(Problem::internal(error))
             }),
         )
-        .layer(CaptureRouteLayer::new())
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // JSON lines unless stdout is a terminal; LOG_FORMAT, LOG_LEVEL, RUST_LOG.
+    let _log = tower_ops::log::init_from_env()?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -83,35 +87,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
 
+    // Health: a sample non-critical check; readiness is marked once we listen.
+    let health = HealthRegistryBuilder::from_env()?
+        .check(
+            check_fn("disk_space_sample", || async {
+                Ok::<_, std::io::Error>(())
+            })
+            .non_critical(),
+        )
+        .build();
+    let shutdown = ShutdownBuilder::from_env()?
+        .readiness(health.readiness().clone())
+        .build();
+
+    // The canonical order, outermost first.
     let stack = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
-        .layer(ClientIpLayer::from_env()?);
-    let app = app().layer(stack);
+        .layer(ClientIpLayer::from_env()?)
+        .layer(RequestLogLayer::from_env()?);
+    let app = app()
+        .merge(health.router())
+        .layer(CaptureRouteLayer::new())
+        .layer(stack)
+        .layer(shutdown.in_flight_layer());
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(
+    health.readiness().mark_ready();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    .with_graceful_shutdown(shutdown.stop_accepting());
+    if let Some(Err(error)) = shutdown.run(server).await {
+        return Err(error.into());
+    }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }

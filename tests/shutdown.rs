@@ -24,6 +24,10 @@ struct Target {
     live: &'static str,
     /// A log line the binary writes once the slow handler runs, when it has one.
     slow_started_log: Option<&'static str>,
+    /// Extra environment for the binary.
+    env: &'static [(&'static str, &'static str)],
+    /// The body of a completed slow request, given the milliseconds it slept.
+    slow_body: fn(u64) -> String,
 }
 
 const TARGET: Target = Target {
@@ -32,6 +36,16 @@ const TARGET: Target = Target {
     ready: "/health/ready",
     live: "/health/live",
     slow_started_log: Some("slow request started"),
+    env: &[],
+    slow_body: |_| "done".to_owned(),
+};
+
+/// The quickstart: the whole stack, logging human-readable lines.
+const QUICKSTART: Target = Target {
+    binary: "quickstart",
+    env: &[("LOG_FORMAT", "pretty")],
+    slow_body: |ms| format!("slept {ms} ms\n"),
+    ..TARGET
 };
 
 /// The same checks against the hand-written hyper accept loop.
@@ -61,20 +75,26 @@ impl Server {
         let mut child = command(target, port, env)
             .spawn()
             .expect("start the example");
+        // Logs may go to stderr or stdout: collect both.
         let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
+        let pipes: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stderr.take().unwrap()),
+            Box::new(child.stdout.take().unwrap()),
+        ];
+        for mut pipe in pipes {
+            let sink = stderr.clone();
+            thread::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+            });
+        }
         let mut server = Server {
             child,
             port,
@@ -167,9 +187,10 @@ fn command(target: &Target, port: u16, env: &[(&str, &str)]) -> Command {
         .env("PORT", port.to_string())
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
+        .envs(target.env.iter().copied())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
 }
@@ -254,7 +275,7 @@ fn drains_gracefully(target: &Target) {
     let response = slow.join().unwrap().expect("slow response");
     assert_eq!(
         parse(&response),
-        Some((200, "done".to_owned())),
+        Some((200, (target.slow_body)(3000))),
         "{response}"
     );
     let status = server.wait_exit(Duration::from_secs(10));
@@ -298,6 +319,16 @@ fn drains_then_exits_zero() {
 #[test]
 fn cuts_and_logs_a_request_longer_than_the_timeout() {
     cuts_requests_past_the_timeout(&TARGET);
+}
+
+#[test]
+fn quickstart_drains_then_exits_zero() {
+    drains_gracefully(&QUICKSTART);
+}
+
+#[test]
+fn quickstart_cuts_and_logs_a_request_longer_than_the_timeout() {
+    cuts_requests_past_the_timeout(&QUICKSTART);
 }
 
 #[test]

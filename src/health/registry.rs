@@ -697,10 +697,14 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The one place error text passes through before it is stored or shown:
-/// control and bidirectional-formatting characters become spaces, and the
-/// text is capped at [`MAX_ERROR_CHARS`] characters.
+/// secrets are redacted, control and bidirectional-formatting characters become
+/// spaces, and the text is capped at [`MAX_ERROR_CHARS`] characters.
 pub(crate) fn sanitize_error(raw: &str) -> String {
     const ELLIPSIS: &str = "...";
+    // Secrets in a dependency's error (a connection string, a token) never reach
+    // the detailed view.
+    let redacted = crate::redact::Redactor::default().redact_text(raw);
+    let raw: &str = &redacted;
     let keep = MAX_ERROR_CHARS - ELLIPSIS.len();
     let mut out = String::with_capacity(raw.len().min(MAX_ERROR_CHARS * 4));
     let mut chars = raw.chars();
@@ -765,6 +769,11 @@ mod tests {
     fn sanitize_caps_and_strips() {
         assert_eq!(sanitize_error("a\nb\r\tc\u{1b}[31m"), "a b  c [31m");
         assert_eq!(sanitize_error("x\u{202E}y"), "x y");
+        let secret = sanitize_error("connect failed: password=hunter2 Bearer abc.def.ghi");
+        assert!(
+            !secret.contains("hunter2") && !secret.contains("abc.def"),
+            "{secret}"
+        );
         let long = "é".repeat(1000);
         let out = sanitize_error(&long);
         assert_eq!(out.chars().count(), MAX_ERROR_CHARS);
