@@ -140,9 +140,115 @@ impl Visit for ValueVisitor<'_> {
     }
 }
 
+/// Writes an event's fields straight into the line, skipping `message` (written
+/// first by [`MessageVisitor`]) and keys already written.
+struct LineVisitor<'a> {
+    out: &'a mut String,
+    scratch: &'a mut String,
+    written: &'a mut Vec<&'static str>,
+}
+
+impl LineVisitor<'_> {
+    fn key(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if name == "message" || self.written.contains(&name) {
+            return false;
+        }
+        self.written.push(name);
+        self.out.push(',');
+        push_str(self.out, name);
+        self.out.push(':');
+        true
+    }
+
+    fn raw(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.key(field) {
+            let _ = self.out.write_fmt(value);
+        }
+    }
+}
+
+impl Visit for LineVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == SPLICE_FIELD {
+            splice(self.out, self.written, value);
+        } else if self.key(field) {
+            push_str(self.out, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if !value.is_finite() {
+            self.raw(field, format_args!("null"));
+        } else if value.fract() == 0.0 && value.abs() < 1e15 {
+            self.raw(field, format_args!("{value}.0"));
+        } else {
+            self.raw(field, format_args!("{value}"));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.key(field) {
+            push_str(self.out, &crate::error::chain(value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field) {
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{value:?}");
+            push_str(self.out, self.scratch);
+        }
+    }
+}
+
+/// Writes only the `message` field.
+struct MessageVisitor<'a> {
+    out: &'a mut String,
+    scratch: &'a mut String,
+    found: bool,
+}
+
+impl Visit for MessageVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" && !self.found {
+            self.found = true;
+            push_str(self.out, value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" && !self.found {
+            self.found = true;
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{value:?}");
+            push_str(self.out, self.scratch);
+        }
+    }
+}
+
 thread_local! {
-    static BUF: RefCell<(String, Vec<(&'static str, String)>)> =
-        const { RefCell::new((String::new(), Vec::new())) };
+    static BUF: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
 }
 
 fn level_str(level: &Level) -> &'static str {
@@ -173,6 +279,8 @@ fn push_field(out: &mut String, written: &mut Vec<&'static str>, key: &'static s
 }
 
 fn splice(out: &mut String, written: &[&'static str], object: &str) {
+    // Handler fields are rare and small; parsing them keeps the line valid JSON
+    // whatever the caller passed.
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(object)
     else {
         return;
@@ -222,32 +330,32 @@ where
                 // (from a Debug impl, say) is dropped rather than deadlocking.
                 return;
             };
-            let (out, fields) = &mut *guard;
+            let (out, scratch) = &mut *guard;
             out.clear();
-            fields.clear();
-            event.record(&mut ValueVisitor { out: fields });
-
             let meta = event.metadata();
             out.push_str("{\"timestamp\":\"");
             crate::time::push_rfc3339(out, SystemTime::now(), 6);
             out.push_str("\",\"level\":\"");
             out.push_str(level_str(meta.level()));
-            out.push('"');
-            let mut written: Vec<&'static str> = Vec::with_capacity(24);
-            written.extend(["timestamp", "level"]);
-            if let Some(pos) = fields.iter().position(|(k, _)| *k == "message") {
-                let (k, v) = fields.remove(pos);
-                push_field(out, &mut written, k, &v);
-            } else {
-                written.push("message");
-                out.push_str(",\"message\":\"\"");
+            out.push_str("\",\"message\":");
+            let mut message = MessageVisitor {
+                out,
+                scratch,
+                found: false,
+            };
+            event.record(&mut message);
+            if !message.found {
+                out.push_str("\"\"");
             }
             out.push_str(",\"target\":");
             push_str(out, meta.target());
-            written.push("target");
-            for (k, v) in fields.iter() {
-                push_field(out, &mut written, k, v);
-            }
+            let mut written: Vec<&'static str> = Vec::with_capacity(24);
+            written.extend(["timestamp", "level", "message", "target"]);
+            event.record(&mut LineVisitor {
+                out,
+                scratch,
+                written: &mut written,
+            });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope {
                     let ext = span.extensions();

@@ -600,7 +600,6 @@ fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         .user_agent
         .as_ref()
         .map(|v| String::from_utf8_lossy(v.as_bytes()));
-    let client_ip = p.client_ip.map(|c| c.ip().to_string());
     let error = match &outcome {
         Outcome::Failed(e) => Some(config.redactor.redact_text(&e.to_string()).into_owned()),
         Outcome::BodyFailed(e) => Some(config.redactor.redact_text(e).into_owned()),
@@ -621,7 +620,7 @@ fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
                 duration_ms = duration.as_micros() as f64 / 1000.0,
                 request_id = p.request_id.as_ref().map(RequestId::as_str),
                 client_request_id = p.client_request_id.as_ref().map(RequestId::as_str),
-                client_ip = client_ip.as_deref(),
+                client_ip = p.client_ip.map(|c| tracing::field::display(c.ip())),
                 user_agent = user_agent.as_deref(),
                 request_bytes = p.request_bytes,
                 response_bytes = done.map(|d| d.response_bytes),
