@@ -98,6 +98,8 @@ const MIN_AFTER_PREFIX: usize = 16;
 pub(crate) struct Patterns {
     bits: u16,
     prefixes: Vec<Box<[u8]>>,
+    /// First bytes of `prefixes`.
+    prefix_first: [bool; 256],
     /// Bytes at which some pattern may start (or, for `=`/`:`, pivot).
     interesting: [bool; 256],
 }
@@ -121,12 +123,15 @@ impl Patterns {
         mark(ValuePattern::PaymentCard, b"0123456789");
         mark(ValuePattern::SensitiveAssignment, b"=:");
         mark(ValuePattern::UrlCredentials, b":");
+        let mut prefix_first = [false; 256];
         for prefix in &prefixes {
             interesting[usize::from(prefix[0])] = true;
+            prefix_first[usize::from(prefix[0])] = true;
         }
         Self {
             bits,
             prefixes,
+            prefix_first,
             interesting,
         }
     }
@@ -254,9 +259,9 @@ fn match_at(inner: &Inner, b: &[u8], i: usize, c: u8, word_start: bool) -> Optio
         }
         _ => {}
     }
-    if word_start {
+    if word_start && p.prefix_first[usize::from(c)] {
         for prefix in &p.prefixes {
-            if b[i..].starts_with(prefix) {
+            if prefix[0] == c && b[i..].starts_with(prefix) {
                 let end = run(b, i + prefix.len(), is_b64url);
                 if end - (i + prefix.len()) >= MIN_AFTER_PREFIX
                     && (end == b.len() || !is_alnum(b[end]))
