@@ -218,7 +218,7 @@ fn canary_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn place(key: &str, canary: Value, wraps: &[Wrap]) -> Value {
+fn place(key: &str, canary: &Value, wraps: &[Wrap]) -> Value {
     let mut node = json!({ key: canary });
     for wrap in wraps {
         node = match wrap.clone() {
@@ -244,7 +244,7 @@ proptest! {
         wraps in arb_wraps(),
         pretty in any::<bool>(),
     ) {
-        let doc = place(&key, canary, &wraps);
+        let doc = place(&key, &canary, &wraps);
         let body = if pretty { serde_json::to_string_pretty(&doc).unwrap() } else { doc.to_string() };
         for redactor in redactors() {
             let out = redactor.redact_json_bytes(body.as_bytes());
@@ -303,4 +303,57 @@ proptest! {
             let _ = redactor.redact_json_str(&text);
         }
     }
+}
+
+/// Inputs built to make a careless scanner quadratic; each must finish (1 MiB).
+#[test]
+fn adversarial_text_is_scanned_once() {
+    let redactor = Redactor::default();
+    let big = |unit: &str| unit.repeat((1 << 20) / unit.len());
+    for unit in [
+        "eyJ-",
+        "eyJ.",
+        "ghp_-",
+        "a://",
+        "-----BEGIN ",
+        "Bearer ",
+        "password=\"",
+        "token=[",
+        "1 ",
+        "4-",
+        "\\\"",
+        " =",
+        "AKIA",
+        "x:",
+        "{\"a\":\"",
+        "%",
+        "&",
+    ] {
+        let text = big(unit);
+        let _ = redactor.redact_text(&text);
+        let _ = redactor.redact_query(&text);
+        let json = serde_json::to_string(&json!({ "k": text, "password": text })).unwrap();
+        let _ = Redactor::builder()
+            .max_body_bytes(4 << 20)
+            .build()
+            .redact_json_str(&json);
+    }
+}
+
+#[test]
+fn one_redactor_many_threads() {
+    let redactor = Redactor::builder().censor(Censor::keyed_hash("k")).build();
+    let body = br#"{"session":"abc","items":[{"token":"t"}]}"#;
+    let expected = redactor.redact_json_bytes(body).to_string();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let redactor = redactor.clone();
+            let expected = &expected;
+            scope.spawn(move || {
+                for _ in 0..500 {
+                    assert_eq!(&redactor.redact_json_bytes(body).to_string(), expected);
+                }
+            });
+        }
+    });
 }
