@@ -183,20 +183,32 @@ fn scan(inner: &Inner, text: &str, w: &mut Rewriter<'_>) {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        if !p.interesting[usize::from(c)] {
-            i += 1;
-            continue;
-        }
-        let word_start = i == 0 || !is_alnum(b[i - 1]);
-        match match_at(inner, b, i, c, word_start) {
-            Some(Hit::Secret(from, to)) => {
-                let secret = &text[from..to];
-                w.replace(from, to, |out| inner.censor.write(secret, out));
-                i = to.max(i + 1);
+        let alnum = is_alnum(c);
+        // Letters and digits only start patterns at a word start, so the rest of
+        // a word is skipped in one tight loop.
+        if p.interesting[usize::from(c)] {
+            let word_start = i == 0 || !is_alnum(b[i - 1]);
+            if word_start || !alnum {
+                match match_at(inner, b, i, c, word_start) {
+                    Some(Hit::Secret(from, to)) => {
+                        let secret = &text[from..to];
+                        w.replace(from, to, |out| inner.censor.write(secret, out));
+                        i = to.max(i + 1);
+                        continue;
+                    }
+                    Some(Hit::Skip(next)) => {
+                        i = next.max(i + 1);
+                        continue;
+                    }
+                    None => {}
+                }
             }
-            Some(Hit::Skip(next)) => i = next.max(i + 1),
-            None => i += 1,
         }
+        i = if alnum {
+            run(b, i + 1, is_alnum)
+        } else {
+            i + 1
+        };
     }
 }
 
