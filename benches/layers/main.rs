@@ -8,8 +8,15 @@
 
 mod health;
 mod log;
+mod redact;
 mod request_id;
 mod support;
 
-criterion::criterion_group!(benches, request_id::bench, log::bench, health::bench);
+criterion::criterion_group!(
+    benches,
+    health::bench,
+    log::bench,
+    redact::bench,
+    request_id::bench,
+);
 criterion::criterion_main!(benches);

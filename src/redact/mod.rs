@@ -332,9 +332,17 @@ pub enum RedactedBody<'a> {
     },
 }
 
-impl RedactedBody<'_> {
+impl<'a> RedactedBody<'a> {
     /// The redacted JSON text, if the body was parsed.
     pub fn as_json(&self) -> Option<&str> {
+        match self {
+            RedactedBody::Json(json) => Some(json),
+            RedactedBody::Unparsed { .. } => None,
+        }
+    }
+
+    /// The redacted JSON text, if the body was parsed, without copying it.
+    pub fn into_json(self) -> Option<Cow<'a, str>> {
         match self {
             RedactedBody::Json(json) => Some(json),
             RedactedBody::Unparsed { .. } => None,

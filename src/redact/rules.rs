@@ -124,12 +124,14 @@ pub(crate) fn normalize(name: &str) -> Box<[u8]> {
 }
 
 /// Compiled key rules.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct KeyRules {
     /// Exact names, bucketed by length (index = length, last bucket = longer).
     exact: Vec<Vec<Box<[u8]>>>,
     fragments: Vec<Box<[u8]>>,
     shortest_fragment: usize,
+    /// First bytes of `fragments`: most positions of a key are rejected by one look-up.
+    fragment_first: Vec<bool>,
 }
 
 impl KeyRules {
@@ -154,10 +156,15 @@ impl KeyRules {
             }
         }
         let shortest_fragment = frags.iter().map(|f| f.len()).min().unwrap_or(usize::MAX);
+        let mut fragment_first = vec![false; 256];
+        for f in &frags {
+            fragment_first[usize::from(f[0])] = true;
+        }
         Self {
             exact: buckets,
             fragments: frags,
             shortest_fragment,
+            fragment_first,
         }
     }
 
@@ -167,14 +174,22 @@ impl KeyRules {
             return false;
         }
         let bucket = name.len().min(INLINE + 1);
-        if self.exact[bucket].iter().any(|n| **n == *name) {
+        if self.exact[bucket]
+            .iter()
+            .any(|n| n[0] == name[0] && **n == *name)
+        {
             return true;
         }
-        name.len() >= self.shortest_fragment
-            && self
-                .fragments
-                .iter()
-                .any(|f| name.windows(f.len()).any(|w| w == &**f))
+        if name.len() < self.shortest_fragment {
+            return false;
+        }
+        (0..=name.len() - self.shortest_fragment).any(|i| {
+            self.fragment_first[usize::from(name[i])]
+                && self
+                    .fragments
+                    .iter()
+                    .any(|f| f[0] == name[i] && name[i..].starts_with(f))
+        })
     }
 
     /// Whether a raw name matches (normalising it on the stack when short).

@@ -411,3 +411,13 @@ fn clones_share_rules() {
     assert!(Arc::ptr_eq(&r.inner, &c.inner));
     assert!(Arc::ptr_eq(&r.inner, &Redactor::default().inner));
 }
+
+#[test]
+fn into_json_keeps_the_borrow() {
+    let r = Redactor::default();
+    assert!(matches!(
+        r.redact_json_str("[1]").into_json(),
+        Some(Cow::Borrowed("[1]"))
+    ));
+    assert_eq!(r.redact_json_str("[1").into_json(), None);
+}

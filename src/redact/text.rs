@@ -98,6 +98,8 @@ const MIN_AFTER_PREFIX: usize = 16;
 pub(crate) struct Patterns {
     bits: u16,
     prefixes: Vec<Box<[u8]>>,
+    /// First bytes of `prefixes`.
+    prefix_first: [bool; 256],
     /// Bytes at which some pattern may start (or, for `=`/`:`, pivot).
     interesting: [bool; 256],
 }
@@ -121,12 +123,15 @@ impl Patterns {
         mark(ValuePattern::PaymentCard, b"0123456789");
         mark(ValuePattern::SensitiveAssignment, b"=:");
         mark(ValuePattern::UrlCredentials, b":");
+        let mut prefix_first = [false; 256];
         for prefix in &prefixes {
             interesting[usize::from(prefix[0])] = true;
+            prefix_first[usize::from(prefix[0])] = true;
         }
         Self {
             bits,
             prefixes,
+            prefix_first,
             interesting,
         }
     }
@@ -178,20 +183,32 @@ fn scan(inner: &Inner, text: &str, w: &mut Rewriter<'_>) {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        if !p.interesting[usize::from(c)] {
-            i += 1;
-            continue;
-        }
-        let word_start = i == 0 || !is_alnum(b[i - 1]);
-        match match_at(inner, b, i, c, word_start) {
-            Some(Hit::Secret(from, to)) => {
-                let secret = &text[from..to];
-                w.replace(from, to, |out| inner.censor.write(secret, out));
-                i = to.max(i + 1);
+        let alnum = is_alnum(c);
+        // Letters and digits only start patterns at a word start, so the rest of
+        // a word is skipped in one tight loop.
+        if p.interesting[usize::from(c)] {
+            let word_start = i == 0 || !is_alnum(b[i - 1]);
+            if word_start || !alnum {
+                match match_at(inner, b, i, c, word_start) {
+                    Some(Hit::Secret(from, to)) => {
+                        let secret = &text[from..to];
+                        w.replace(from, to, |out| inner.censor.write(secret, out));
+                        i = to.max(i + 1);
+                        continue;
+                    }
+                    Some(Hit::Skip(next)) => {
+                        i = next.max(i + 1);
+                        continue;
+                    }
+                    None => {}
+                }
             }
-            Some(Hit::Skip(next)) => i = next.max(i + 1),
-            None => i += 1,
         }
+        i = if alnum {
+            run(b, i + 1, is_alnum)
+        } else {
+            i + 1
+        };
     }
 }
 
@@ -254,9 +271,9 @@ fn match_at(inner: &Inner, b: &[u8], i: usize, c: u8, word_start: bool) -> Optio
         }
         _ => {}
     }
-    if word_start {
+    if word_start && p.prefix_first[usize::from(c)] {
         for prefix in &p.prefixes {
-            if b[i..].starts_with(prefix) {
+            if prefix[0] == c && b[i..].starts_with(prefix) {
                 let end = run(b, i + prefix.len(), is_b64url);
                 if end - (i + prefix.len()) >= MIN_AFTER_PREFIX
                     && (end == b.len() || !is_alnum(b[end]))
@@ -486,9 +503,12 @@ fn assignment(inner: &Inner, b: &[u8], i: usize) -> Option<(usize, usize)> {
     while k > 0 && b[k - 1] == b' ' {
         k -= 1;
     }
-    let quoted_key = k > 0 && (b[k - 1] == b'"' || b[k - 1] == b'\'');
-    if quoted_key {
+    // JSON held in strings quotes with `\"`, `\\\"`, ...: skip the backslashes too.
+    if k > 0 && (b[k - 1] == b'"' || b[k - 1] == b'\'') {
         k -= 1;
+        while k > 0 && b[k - 1] == b'\\' {
+            k -= 1;
+        }
     }
     let key_end = k;
     while k > 0 && key_end - k < 64 && is_key_char(b[k - 1]) {
@@ -505,16 +525,23 @@ fn assignment(inner: &Inner, b: &[u8], i: usize) -> Option<(usize, usize)> {
     while v < b.len() && (b[v] == b' ' || b[v] == b'\t') {
         v += 1;
     }
-    match b.get(v) {
+    let slashes = run(b, v, |c| c == b'\\') - v;
+    match b.get(v + slashes) {
         Some(&q @ (b'"' | b'\'')) => {
-            let start = v + 1;
+            // The value ends at the same quote: preceded by exactly as many
+            // backslashes as the opening one (more means an escaped quote inside).
+            let start = v + slashes + 1;
             let mut j = start;
-            while j < b.len() && b[j] != q && b[j] != b'\n' {
-                j += if b[j] == b'\\' { 2 } else { 1 };
+            let mut run_len = 0;
+            while j < b.len() && b[j] != b'\n' && !(b[j] == q && run_len == slashes) {
+                run_len = if b[j] == b'\\' { run_len + 1 } else { 0 };
+                j += 1;
             }
-            let end = j.min(b.len());
+            let end = j - if j < b.len() && b[j] == q { slashes } else { 0 };
             (end > start).then_some((start, end))
         }
+        _ if slashes > 0 => None,
+        Some(b'{' | b'[') => Some((v, bracketed_end(b, v))),
         Some(_) => {
             let mut normalized = Vec::with_capacity(key.len());
             super::rules::normalize_into(key, &mut normalized);
@@ -545,6 +572,34 @@ fn assignment(inner: &Inner, b: &[u8], i: usize) -> Option<(usize, usize)> {
         }
         None => None,
     }
+}
+
+/// End of the bracketed value (JSON-like text) opening at `v`: where its brackets
+/// balance, quoted strings skipped, or the end of the text. A counter, not a
+/// stack: mismatched brackets only make the censored span longer.
+fn bracketed_end(b: &[u8], v: usize) -> usize {
+    let mut depth = 0usize;
+    let mut j = v;
+    while j < b.len() {
+        match b[j] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            q @ (b'"' | b'\'') => {
+                j += 1;
+                while j < b.len() && b[j] != q {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    b.len()
 }
 
 fn trim_end(b: &[u8], start: usize, mut end: usize) -> usize {
@@ -618,6 +673,10 @@ mod tests {
             r#"{"Pass-Word": "[REDACTED]", "a": 1}"#
         );
         assert_eq!(r("apiKey: k-123, ok"), "apiKey: [REDACTED], ok");
+        assert_eq!(
+            r(r#"{"auth": {"u": "a}", "p": [1]}, "n": 2}"#),
+            r#"{"auth": [REDACTED], "n": 2}"#
+        );
         assert_eq!(r("Cookie: a=1; b=2\nnext"), "Cookie: [REDACTED]\nnext");
         assert_eq!(
             r("GET /cb?code=xyz&state=1"),
