@@ -173,3 +173,25 @@ async fn client_disconnect_releases_the_gauge() {
     }
     assert!(released, "the gauge leaked after the client left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus"]
+async fn real_prometheus_scrapes_the_exporter() {
+    let addr = serve().await;
+    exchange(addr, "GET /users/9 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/observability/prometheus-check.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .arg(format!("http://{addr}/metrics"))
+        .env("METRICS_TOKEN", TOKEN)
+        .output()
+        .await
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(r#""http_route":"/users/{id}""#), "{stdout}");
+}

@@ -8,8 +8,21 @@
 
 mod health;
 mod log;
+#[cfg(all(feature = "metrics", feature = "axum"))]
+mod metrics;
 mod request_id;
 mod support;
 
-criterion::criterion_group!(benches, request_id::bench, log::bench, health::bench);
+fn metrics_bench(_c: &mut criterion::Criterion) {
+    #[cfg(all(feature = "metrics", feature = "axum"))]
+    metrics::bench(_c);
+}
+
+criterion::criterion_group!(
+    benches,
+    request_id::bench,
+    log::bench,
+    health::bench,
+    metrics_bench
+);
 criterion::criterion_main!(benches);
