@@ -77,12 +77,17 @@ async fn exposition_over_loopback() {
         assert!(res.starts_with("HTTP/1.1 "), "{res}");
     }
     // A method outside RFC 9110, spelled oddly.
-    exchange(addr, "BREW /users/3 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    exchange(
+        addr,
+        "BREW /users/3 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
 
     let res = scrape(addr).await;
     assert!(
-        res.to_ascii_lowercase()
-            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"),
+        res.to_ascii_lowercase().contains(
+            "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+        ),
         "{res}"
     );
     let l = |m: &str, r: &str, s: u16| {
@@ -90,7 +95,11 @@ async fn exposition_over_loopback() {
             "http_server_request_duration_seconds_count{{http_request_method=\"{m}\",http_route=\"{r}\",http_response_status_code=\"{s}\"}}"
         )
     };
-    assert_eq!(value(&res, &l("GET", "/users/{id}", 200)), Some(2.0), "{res}");
+    assert_eq!(
+        value(&res, &l("GET", "/users/{id}", 200)),
+        Some(2.0),
+        "{res}"
+    );
     assert_eq!(value(&res, &l("GET", "unmatched", 404)), Some(2.0));
     assert_eq!(value(&res, &l("_OTHER", "/users/{id}", 405)), Some(1.0));
     assert!(!res.contains("/nope"));
@@ -123,7 +132,10 @@ async fn tokens_over_loopback() {
         None,
         Some(format!("authorization: Bearer {upper}")),
         Some(format!("authorization: Bearer {TOKEN}x")),
-        Some(format!("authorization: Bearer {}", &TOKEN[..TOKEN.len() - 1])),
+        Some(format!(
+            "authorization: Bearer {}",
+            &TOKEN[..TOKEN.len() - 1]
+        )),
         Some(format!("authorization: Basic {TOKEN}")),
         Some(format!("authorization: Bearer{TOKEN}")),
         Some(format!("authorization: {TOKEN}")),
@@ -137,7 +149,10 @@ async fn tokens_over_loopback() {
         assert!(res.starts_with("HTTP/1.1 401"), "{bad:?}: {res}");
         let lower = res.to_ascii_lowercase();
         assert!(lower.contains("www-authenticate: bearer\r\n"), "{res}");
-        assert!(lower.contains("content-type: application/problem+json"), "{res}");
+        assert!(
+            lower.contains("content-type: application/problem+json"),
+            "{res}"
+        );
         assert!(res.contains("\"code\":\"UNAUTHORIZED\""), "{res}");
         assert!(!res.contains("http_server_"), "{res}");
     }
@@ -178,8 +193,15 @@ async fn client_disconnect_releases_the_gauge() {
 #[ignore = "needs prometheus"]
 async fn real_prometheus_scrapes_the_exporter() {
     let addr = serve().await;
-    exchange(addr, "GET /users/9 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/observability/prometheus-check.sh");
+    exchange(
+        addr,
+        "GET /users/9 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/observability/prometheus-check.sh"
+    );
     let out = tokio::process::Command::new("bash")
         .arg(script)
         .arg(format!("http://{addr}/metrics"))

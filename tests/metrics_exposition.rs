@@ -84,10 +84,22 @@ async fn strict_openmetrics_parser_accepts_the_exposition() {
                 .map(str::to_owned)
         })
         .build();
-    call(&layer, Some("/users/{id}"), b"GET", Some("4bf92f3577b34da6a3ce929d0e0e4736")).await;
+    call(
+        &layer,
+        Some("/users/{id}"),
+        b"GET",
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+    )
+    .await;
     call(&layer, Some("/a\"b\\c\nd"), b"POST", Some("bad\"id")).await;
     call(&layer, Some("/z\r\u{0}\u{7f}"), b"M~|", None).await;
-    call(&layer, None, b"GET", Some("0af7651916cd43dd8448eb211c80319c")).await;
+    call(
+        &layer,
+        None,
+        b"GET",
+        Some("0af7651916cd43dd8448eb211c80319c"),
+    )
+    .await;
     for i in 0..10 {
         let route = format!("/many/{i}");
         call(&layer, Some(&route), b"PUT", None).await;
@@ -95,7 +107,11 @@ async fn strict_openmetrics_parser_accepts_the_exposition() {
 
     let exporter = MetricsExporter::new(registry);
     let res = exporter
-        .oneshot(Request::get("/metrics").body(Full::<Bytes>::default()).unwrap())
+        .oneshot(
+            Request::get("/metrics")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let text = res.into_body().collect().await.unwrap().to_bytes();

@@ -20,7 +20,10 @@ fn routes() -> Router {
 
 async fn run(app: Router) {
     let req = Request::get("/users/42")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .body(Body::empty())
         .unwrap();
     let res = app.oneshot(req).await.unwrap();
@@ -35,7 +38,8 @@ pub fn bench(c: &mut Criterion) {
 
     let bare = routes();
     // axum-prometheus installs a process-global recorder: build it once.
-    let (peer_layer, _handle) = rt.block_on(async { axum_prometheus::PrometheusMetricLayer::pair() });
+    let (peer_layer, _handle) =
+        rt.block_on(async { axum_prometheus::PrometheusMetricLayer::pair() });
     let peer = routes().layer(peer_layer);
 
     let mut registry = prometheus_client::registry::Registry::default();

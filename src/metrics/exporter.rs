@@ -18,7 +18,8 @@ use crate::config::{self, ConfigError};
 use crate::error::{Code, Problem, Renderer};
 
 /// The content type of OpenMetrics text 1.0.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The body of [`MetricsExporter`] responses.
 pub type ExporterBody = ResponseBody<Empty<Bytes>>;
@@ -114,9 +115,9 @@ impl MetricsExporter {
             return res;
         }
         if method != Method::GET && method != Method::HEAD {
-            let mut res = self.renderer.response(
-                Problem::new(StatusCode::METHOD_NOT_ALLOWED).rejected_by("metrics"),
-            );
+            let mut res = self
+                .renderer
+                .response(Problem::new(StatusCode::METHOD_NOT_ALLOWED).rejected_by("metrics"));
             res.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return res;
@@ -229,7 +230,10 @@ mod tests {
             assert!(!authorized(&headers(&[bad]), t), "{bad:?}");
         }
         assert!(!authorized(&headers(&[]), t));
-        assert!(!authorized(&headers(&["Bearer s3cr3t", "Bearer s3cr3t"]), t));
+        assert!(!authorized(
+            &headers(&["Bearer s3cr3t", "Bearer s3cr3t"]),
+            t
+        ));
     }
 
     #[test]

@@ -98,7 +98,13 @@ pub(crate) fn label_text(value: &str) -> Arc<str> {
     if value.chars().any(|c| c.is_control() && c != '\n') {
         value
             .chars()
-            .map(|c| if c.is_control() && c != '\n' { '\u{FFFD}' } else { c })
+            .map(|c| {
+                if c.is_control() && c != '\n' {
+                    '\u{FFFD}'
+                } else {
+                    c
+                }
+            })
             .collect::<String>()
             .into()
     } else {

@@ -16,7 +16,8 @@ use prometheus_client::registry::{Registry, Unit};
 use tower_layer::Layer;
 
 use super::labels::{
-    HttpLabels, METHODS, MethodLabel, PathPattern, RejectionLabels, TraceLabel, label_text, valid_trace_id,
+    HttpLabels, METHODS, MethodLabel, PathPattern, RejectionLabels, TraceLabel, label_text,
+    valid_trace_id,
 };
 use super::service::Metrics;
 use crate::error::Code;
@@ -29,8 +30,7 @@ pub const DEFAULT_DURATION_BUCKETS: [f64; 14] = [
 
 /// Default buckets of the body size histograms, in bytes: 64 B to 16 MiB by fours.
 pub const DEFAULT_SIZE_BUCKETS: [f64; 10] = [
-    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0,
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
 ];
 
 /// Default cap on distinct label sets.
@@ -394,6 +394,9 @@ impl Hasher for WordHasher {
     }
 }
 
+/// route text -> (method index, status) -> series.
+type SeriesMap = HashMap<Arc<str>, HashMap<(u8, u16), Arc<Series>>>;
+
 type RejectionMap = HashMap<&'static str, HashMap<Code, Counter>>;
 
 pub(crate) struct Shared {
@@ -405,7 +408,7 @@ pub(crate) struct Shared {
     overflow: Counter,
     fast: RwLock<HashMap<FastKey, FastEntry, BuildHasherDefault<WordHasher>>>,
     /// route text -> (method, status) -> series; the source of truth for the cap.
-    slow: Mutex<HashMap<Arc<str>, HashMap<(u8, u16), Arc<Series>>>>,
+    slow: Mutex<SeriesMap>,
     rejection_series: RwLock<RejectionMap>,
     overflow_series: OnceLock<Arc<Series>>,
     overflow_rejections: OnceLock<Counter>,

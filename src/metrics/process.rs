@@ -176,7 +176,9 @@ mod tests {
                       Max open files            1024                 1048576              files     \n";
         assert_eq!(parse_max_fds(limits), Some(1024));
         assert_eq!(
-            parse_max_fds("Max open files            unlimited            unlimited            files"),
+            parse_max_fds(
+                "Max open files            unlimited            unlimited            files"
+            ),
             None
         );
     }

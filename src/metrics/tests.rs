@@ -36,9 +36,7 @@ fn assert_well_formed(text: &str) {
         if line.starts_with('#') {
             continue;
         }
-        let name_end = line
-            .find(['{', ' '])
-            .unwrap_or_else(|| panic!("{line:?}"));
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("{line:?}"));
         assert!(
             line[..name_end]
                 .bytes()
@@ -113,11 +111,27 @@ async fn records_route_status_sizes_and_gauge() {
     assert_well_formed(&t);
     assert_eq!(count_of(&t, "POST", "/users/{id}", 200), Some(1.0));
     assert_eq!(count_of(&t, "GET", "/users/{id}", 200), Some(1.0));
-    let labels = r#"{http_request_method="POST",http_route="/users/{id}",http_response_status_code="200"}"#;
-    assert_eq!(sample(&t, &format!("http_server_request_body_size_bytes_sum{labels}")), Some(4.0));
-    assert_eq!(sample(&t, &format!("http_server_response_body_size_bytes_sum{labels}")), Some(5.0));
+    let labels =
+        r#"{http_request_method="POST",http_route="/users/{id}",http_response_status_code="200"}"#;
     assert_eq!(
-        sample(&t, r#"http_server_active_requests{http_request_method="GET"}"#),
+        sample(
+            &t,
+            &format!("http_server_request_body_size_bytes_sum{labels}")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &t,
+            &format!("http_server_response_body_size_bytes_sum{labels}")
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &t,
+            r#"http_server_active_requests{http_request_method="GET"}"#
+        ),
         Some(0.0)
     );
     assert!(t.contains("# TYPE http_server_request_duration_seconds histogram"));
@@ -134,7 +148,9 @@ async fn records_route_status_sizes_and_gauge() {
 async fn unmatched_paths_share_one_series() {
     use axum::{Router, routing::get as axum_get};
     let mut registry = Registry::default();
-    let layer = MetricsLayer::builder().max_series(100).register(&mut registry);
+    let layer = MetricsLayer::builder()
+        .max_series(100)
+        .register(&mut registry);
     let app = Router::new()
         .route("/users/{id}", axum_get(|| async { "u" }))
         .layer(crate::route::CaptureRouteLayer::new())
@@ -155,7 +171,9 @@ async fn unmatched_paths_share_one_series() {
 #[tokio::test]
 async fn cap_folds_new_label_sets_into_overflow() {
     let mut registry = Registry::default();
-    let layer = MetricsLayer::builder().max_series(10).register(&mut registry);
+    let layer = MetricsLayer::builder()
+        .max_series(10)
+        .register(&mut registry);
     for i in 0..50 {
         // A new text per request, as a framework building templates at run time might.
         let svc = layer.layer(routed(Some(MatchedRoute::new(format!("/r{}", i % 25)))));
@@ -168,10 +186,7 @@ async fn cap_folds_new_label_sets_into_overflow() {
     assert_eq!(count_of(&t, "GET", "/r0", 200), Some(2.0));
     assert_eq!(count_of(&t, "_OTHER", OVERFLOW_ROUTE, 0), Some(30.0));
     assert_eq!(sample(&t, "http_server_series_overflow_total"), Some(30.0));
-    let series = t
-        .lines()
-        .filter(|l| l.starts_with(DURATION_COUNT))
-        .count();
+    let series = t.lines().filter(|l| l.starts_with(DURATION_COUNT)).count();
     assert_eq!(series, 11);
 }
 
@@ -191,7 +206,10 @@ async fn hostile_methods_and_routes_stay_valid() {
     }
     let t = text(&registry);
     assert_well_formed(&t);
-    assert!(t.contains("http_route=\"/a\\\"b\\\\c\\nd}{e=\\\"f\\\" # EOF\u{FFFD}\u{FFFD}\""), "{t}");
+    assert!(
+        t.contains("http_route=\"/a\\\"b\\\\c\\nd}{e=\\\"f\\\" # EOF\u{FFFD}\u{FFFD}\""),
+        "{t}"
+    );
     assert_eq!(t.matches("# EOF\n").count(), 1);
     let other = t
         .lines()
@@ -220,7 +238,10 @@ async fn concurrent_tasks_share_a_series() {
     let t = text(&registry);
     assert_eq!(count_of(&t, "GET", "/hot", 200), Some(8000.0));
     assert_eq!(
-        sample(&t, r#"http_server_active_requests{http_request_method="GET"}"#),
+        sample(
+            &t,
+            r#"http_server_active_requests{http_request_method="GET"}"#
+        ),
         Some(0.0)
     );
     assert_eq!(layer.series(), 1);
@@ -276,7 +297,8 @@ async fn aborted_requests_release_the_gauge() {
         }
         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
     }));
-    let joined = tokio::spawn(panicking.oneshot(Request::delete("/x").body(Full::default()).unwrap())).await;
+    let joined =
+        tokio::spawn(panicking.oneshot(Request::delete("/x").body(Full::default()).unwrap())).await;
     assert!(joined.unwrap_err().is_panic());
     assert_eq!(active(&registry, "DELETE"), 0.0);
 
@@ -284,7 +306,12 @@ async fn aborted_requests_release_the_gauge() {
     let failing = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
         Err::<Response<Full<Bytes>>, _>("boom")
     }));
-    assert!(failing.oneshot(Request::put("/x").body(Full::default()).unwrap()).await.is_err());
+    assert!(
+        failing
+            .oneshot(Request::put("/x").body(Full::default()).unwrap())
+            .await
+            .is_err()
+    );
     assert_eq!(active(&registry, "PUT"), 0.0);
     assert!(!text(&registry).contains(r#"http_request_method="PUT",http_route"#));
 }
@@ -343,7 +370,10 @@ async fn exemplars_carry_trace_ids() {
     };
     drive(svc.clone(), req("4bf92f3577b34da6a3ce929d0e0e4736")).await;
     let t = text(&registry);
-    assert!(t.contains(r#" # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} "#), "{t}");
+    assert!(
+        t.contains(r#" # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} "#),
+        "{t}"
+    );
     // A hostile id is dropped, the observation kept.
     drive(svc.clone(), req("x\"} 1 # EOF")).await;
     let t = text(&registry);
@@ -378,11 +408,13 @@ async fn rejections_are_counted_by_layer_and_code() {
         drive(limited.clone(), get("/a")).await;
     }
     let custom = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
-        Ok::<_, Infallible>(Renderer::default().response::<Full<Bytes>>(
-            Problem::new(StatusCode::BAD_REQUEST)
-                .code(Code::new(String::from("TENANT_\"X\"")))
-                .rejected_by("error"),
-        ))
+        Ok::<_, Infallible>(
+            Renderer::default().response::<Full<Bytes>>(
+                Problem::new(StatusCode::BAD_REQUEST)
+                    .code(Code::new(String::from("TENANT_\"X\"")))
+                    .rejected_by("error"),
+            ),
+        )
     }));
     drive(custom, get("/b")).await;
     // A problem without `rejected_by` (made by the app) is not a rejection.
@@ -393,11 +425,17 @@ async fn rejections_are_counted_by_layer_and_code() {
     let t = text(&registry);
     assert_well_formed(&t);
     assert_eq!(
-        sample(&t, r#"http_server_rejections_total{rejected_by="rate_limit",code="RATE_LIMITED"}"#),
+        sample(
+            &t,
+            r#"http_server_rejections_total{rejected_by="rate_limit",code="RATE_LIMITED"}"#
+        ),
         Some(3.0)
     );
     assert_eq!(
-        sample(&t, r#"http_server_rejections_total{rejected_by="error",code="TENANT_\"X\""}"#),
+        sample(
+            &t,
+            r#"http_server_rejections_total{rejected_by="error",code="TENANT_\"X\""}"#
+        ),
         Some(1.0)
     );
     assert_eq!(t.matches("http_server_rejections_total{").count(), 2);
@@ -465,10 +503,18 @@ async fn exporter_tokens_and_methods() {
             assert_eq!(p.get_rejected_by(), Some("metrics"));
         }
     }
-    let res = drive(exporter.clone(), exporter_request(Method::POST, Some("Bearer t0ken"))).await;
+    let res = drive(
+        exporter.clone(),
+        exporter_request(Method::POST, Some("Bearer t0ken")),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "GET, HEAD");
-    let res = drive(exporter, exporter_request(Method::HEAD, Some("Bearer t0ken"))).await;
+    let res = drive(
+        exporter,
+        exporter_request(Method::HEAD, Some("Bearer t0ken")),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.body().is_empty());
 }
