@@ -112,30 +112,6 @@ pub(crate) fn label_text(value: &str) -> Arc<str> {
     }
 }
 
-/// One entry of the skip list: an exact path, or a prefix when it ends with `*`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum PathPattern {
-    Exact(Box<str>),
-    Prefix(Box<str>),
-}
-
-impl PathPattern {
-    pub(crate) fn parse(pattern: &str) -> Self {
-        match pattern.strip_suffix('*') {
-            Some(prefix) => Self::Prefix(prefix.into()),
-            None => Self::Exact(pattern.into()),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn matches(&self, path: &str) -> bool {
-        match self {
-            Self::Exact(p) => path == &**p,
-            Self::Prefix(p) => path.starts_with(&**p),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,19 +128,6 @@ mod tests {
         ] {
             assert_eq!(METHODS[method_index(&m) as usize], want, "{m}");
         }
-    }
-
-    #[test]
-    fn patterns() {
-        let health = PathPattern::parse("/health/*");
-        assert!(health.matches("/health/live"));
-        assert!(health.matches("/health/"));
-        assert!(!health.matches("/health"));
-        assert!(!health.matches("/healthz"));
-        let metrics = PathPattern::parse("/metrics");
-        assert!(metrics.matches("/metrics"));
-        assert!(!metrics.matches("/metrics/x"));
-        assert!(PathPattern::parse("*").matches("/anything"));
     }
 
     #[test]

@@ -16,11 +16,11 @@ use prometheus_client::registry::{Registry, Unit};
 use tower_layer::Layer;
 
 use super::labels::{
-    HttpLabels, METHODS, MethodLabel, PathPattern, RejectionLabels, TraceLabel, label_text,
-    valid_trace_id,
+    HttpLabels, METHODS, MethodLabel, RejectionLabels, TraceLabel, label_text, valid_trace_id,
 };
 use super::service::Metrics;
 use crate::error::Code;
+use crate::paths::PathSet;
 use crate::route::MatchedRoute;
 
 /// The OpenTelemetry advisory buckets for `http.server.request.duration`, in seconds.
@@ -96,7 +96,7 @@ pub struct MetricsLayerBuilder {
     duration_buckets: Vec<f64>,
     size_buckets: Vec<f64>,
     max_series: usize,
-    skip: Vec<PathPattern>,
+    skip: PathSet,
     unmatched: Arc<str>,
     exemplar: Option<Arc<ExemplarFn>>,
 }
@@ -107,7 +107,7 @@ impl Default for MetricsLayerBuilder {
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             size_buckets: DEFAULT_SIZE_BUCKETS.to_vec(),
             max_series: DEFAULT_MAX_SERIES,
-            skip: Vec::new(),
+            skip: PathSet::default(),
             unmatched: DEFAULT_UNMATCHED_ROUTE.into(),
             exemplar: None,
         }
@@ -150,18 +150,10 @@ impl MetricsLayerBuilder {
         self
     }
 
-    /// Paths that are not measured, such as probes and `/metrics` itself. A pattern
-    /// ending in `*` matches every path starting with what precedes the `*`
-    /// (`/health/*`); any other pattern matches exactly.
-    pub fn skip_paths<I>(mut self, paths: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        self.skip = paths
-            .into_iter()
-            .map(|p| PathPattern::parse(p.as_ref()))
-            .collect();
+    /// Paths that are not measured, such as probes and `/metrics` itself: the
+    /// shared [`PathSet`] (`["/health/*", "/metrics"]` converts into one).
+    pub fn skip_paths(mut self, paths: impl Into<PathSet>) -> Self {
+        self.skip = paths.into();
         self
     }
 
@@ -266,7 +258,7 @@ impl MetricsLayerBuilder {
                 overflow_rejections: OnceLock::new(),
                 series_count: AtomicUsize::new(0),
                 max_series: self.max_series,
-                skip: self.skip.into(),
+                skip: self.skip,
                 unmatched: self.unmatched,
                 exemplar: self.exemplar,
             }),
@@ -414,7 +406,7 @@ pub(crate) struct Shared {
     overflow_rejections: OnceLock<Counter>,
     series_count: AtomicUsize,
     max_series: usize,
-    skip: Arc<[PathPattern]>,
+    skip: PathSet,
     unmatched: Arc<str>,
     exemplar: Option<Arc<ExemplarFn>>,
 }
@@ -422,7 +414,7 @@ pub(crate) struct Shared {
 impl Shared {
     #[inline]
     pub(crate) fn skips(&self, path: &str) -> bool {
-        self.skip.iter().any(|p| p.matches(path))
+        self.skip.contains(path)
     }
 
     #[inline]

@@ -345,8 +345,10 @@ async fn skipped_paths_are_not_measured() {
         drive(svc.clone(), get(p)).await;
     }
     assert_eq!(layer.series(), 0);
-    drive(svc, get("/healthz")).await;
+    drive(svc.clone(), get("/healthz")).await;
     assert_eq!(layer.series(), 1);
+    drive(svc, get("/metrics/extra")).await;
+    assert_eq!(layer.series(), 1, "same unmatched label set");
 }
 
 #[tokio::test]
