@@ -59,6 +59,9 @@ pub mod error;
 pub mod health;
 mod json;
 pub mod log;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod paths;
 pub mod redact;
 pub mod request_id;

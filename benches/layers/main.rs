@@ -8,6 +8,7 @@
 
 mod health;
 mod log;
+mod metrics;
 mod redact;
 mod request_id;
 mod support;
@@ -16,6 +17,7 @@ criterion::criterion_group!(
     benches,
     health::bench,
     log::bench,
+    metrics::bench,
     redact::bench,
     request_id::bench,
 );
