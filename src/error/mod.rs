@@ -31,13 +31,22 @@
 //! assert_eq!(json["errors"][0]["pointer"], "/email");
 //! ```
 
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod layer;
+mod log;
 mod problem;
 mod render;
 
+#[cfg(feature = "axum")]
+pub use self::extract::{Form, Json, Path, Query};
+pub use self::future::ResponseFuture;
+pub use self::layer::{BoxError, ErrorLayer, ErrorService};
+pub(crate) use self::log::for_log;
 pub use self::problem::{Code, FieldError, Location, Problem};
-pub use self::render::{ErrorFormat, RenderProblem, Renderer};
-#[allow(unused_imports)] // used by the error layer
 pub(crate) use self::render::chain;
+pub use self::render::{ErrorFormat, RenderProblem, Renderer};
 
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Problem {

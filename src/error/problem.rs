@@ -149,6 +149,16 @@ pub struct Problem {
     pub(crate) timestamp: SystemTime,
     pub(crate) rejected_by: Option<&'static str>,
     pub(crate) source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// Which renderer wrote the body of the response carrying this problem, so the
+    /// error layer can tell whether its own renderer would have written the same.
+    pub(crate) rendered: Option<RenderMark>,
+}
+
+/// Identifies a renderer configuration (format instance and development switch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RenderMark {
+    pub(crate) format: u64,
+    pub(crate) expose_internal: bool,
 }
 
 impl Problem {
@@ -166,6 +176,7 @@ impl Problem {
             timestamp: SystemTime::now(),
             rejected_by: None,
             source: None,
+            rendered: None,
         }
     }
 

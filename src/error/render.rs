@@ -1,10 +1,13 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::response::Parts;
 use http::{HeaderValue, Response};
 
+use super::problem::RenderMark;
 use super::{Location, Problem};
 use crate::body::ResponseBody;
 use crate::config::{self, ConfigError};
@@ -49,8 +52,18 @@ pub enum ErrorFormat {
 #[derive(Clone)]
 pub struct Renderer {
     format: Arc<dyn RenderProblem>,
+    /// Unique per format instance; shared by clones. Lets the error layer see whether
+    /// a rendered problem already has its format without comparing bodies.
+    id: u64,
     expose_internal: bool,
 }
+
+/// Ids 1 and 2 belong to the shared built-in formats below.
+static NEXT_ID: AtomicU64 = AtomicU64::new(3);
+
+/// The built-in formats are shared, so `Renderer::default()` does not allocate.
+static PROBLEM_JSON: LazyLock<Arc<dyn RenderProblem>> = LazyLock::new(|| Arc::new(ProblemJson));
+static WRAPPED: LazyLock<Arc<dyn RenderProblem>> = LazyLock::new(|| Arc::new(Wrapped));
 
 impl Default for Renderer {
     fn default() -> Self {
@@ -70,12 +83,20 @@ impl fmt::Debug for Renderer {
 impl Renderer {
     /// RFC 9457 `application/problem+json`.
     pub fn problem_json() -> Self {
-        Self::custom(ProblemJson)
+        Self {
+            format: Arc::clone(&PROBLEM_JSON),
+            id: 1,
+            expose_internal: false,
+        }
     }
 
     /// The wrapped `{"success":false,"error":{...}}` format.
     pub fn wrapped() -> Self {
-        Self::custom(Wrapped)
+        Self {
+            format: Arc::clone(&WRAPPED),
+            id: 2,
+            expose_internal: false,
+        }
     }
 
     /// One of the built-in formats.
@@ -90,6 +111,7 @@ impl Renderer {
     pub fn custom(format: impl RenderProblem) -> Self {
         Self {
             format: Arc::new(format),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             expose_internal: false,
         }
     }
@@ -124,21 +146,73 @@ impl Renderer {
     ///
     /// Sets `content-type` and `cache-control: no-store`; `x-request-id` is left to
     /// the request id layer.
-    pub fn response<B>(&self, problem: Problem) -> Response<ResponseBody<B>> {
+    pub fn response<B>(&self, mut problem: Problem) -> Response<ResponseBody<B>> {
         let mut response = Response::new(ResponseBody::full(self.body(&problem)));
         *response.status_mut() = problem.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, self.format.content_type());
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        problem.rendered = Some(self.mark());
         response.extensions_mut().insert(problem);
         response
     }
+
+    /// What a response rendered by this renderer is marked with.
+    pub(crate) fn mark(&self) -> RenderMark {
+        RenderMark {
+            format: self.id,
+            expose_internal: self.expose_internal,
+        }
+    }
+
+    /// Replaces the body of an existing response by the rendering of `problem`.
+    ///
+    /// Status, extensions and headers are kept, except the headers that described
+    /// the old body (its type, length, encoding, validators), which would now lie.
+    pub(crate) fn rewrite<B>(
+        &self,
+        mut parts: Parts,
+        mut problem: Problem,
+    ) -> Response<ResponseBody<B>> {
+        let body = self.body(&problem);
+        for name in REPRESENTATION_HEADERS {
+            parts.headers.remove(name);
+        }
+        parts
+            .headers
+            .insert(CONTENT_TYPE, self.format.content_type());
+        parts
+            .headers
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        parts.status = problem.status;
+        problem.rendered = Some(self.mark());
+        parts.extensions.insert(problem);
+        Response::from_parts(parts, ResponseBody::full(body))
+    }
 }
+
+/// Headers about the body being replaced. Everything else (`Allow`, `Retry-After`,
+/// `WWW-Authenticate`, rate-limit headers, CORS, `Vary`, `Set-Cookie`,
+/// `x-request-id`, ...) still holds for the new body and is kept.
+const REPRESENTATION_HEADERS: [http::header::HeaderName; 9] = [
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_LANGUAGE,
+    http::header::CONTENT_LOCATION,
+    http::header::CONTENT_RANGE,
+    http::header::CONTENT_DISPOSITION,
+    http::header::TRANSFER_ENCODING,
+    http::header::ETAG,
+    http::header::LAST_MODIFIED,
+];
 
 /// The detail a client may see.
 fn public_detail(problem: &Problem, expose_internal: bool) -> Option<String> {
     let detail = problem.detail.as_deref();
-    match (&problem.source, expose_internal && problem.status.is_server_error()) {
+    match (
+        &problem.source,
+        expose_internal && problem.status.is_server_error(),
+    ) {
         (Some(source), true) => Some(match detail {
             Some(d) => format!("{d}: {}", chain(source.as_ref())),
             None => chain(source.as_ref()),
@@ -302,7 +376,10 @@ mod tests {
         let hidden = String::from_utf8(Renderer::default().body(&p).to_vec()).unwrap();
         assert!(!hidden.contains("hunter2"), "{hidden}");
         assert!(!hidden.contains("custom title"), "{hidden}");
-        assert_eq!(parse(&Bytes::from(hidden))["title"], "Internal Server Error");
+        assert_eq!(
+            parse(&Bytes::from(hidden))["title"],
+            "Internal Server Error"
+        );
         let shown = Renderer::default().expose_internal(true).body(&p);
         assert!(String::from_utf8_lossy(&shown).contains("hunter2"));
     }
@@ -348,13 +425,24 @@ mod tests {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
-        assert_eq!(r.extensions().get::<Problem>().unwrap().get_rejected_by(), Some("error"));
+        assert_eq!(
+            r.extensions().get::<Problem>().unwrap().get_rejected_by(),
+            Some("error")
+        );
     }
 
     #[test]
     fn codes_for_statuses() {
-        for (s, c) in [(404, "NOT_FOUND"), (502, "INTERNAL"), (418, "BAD_REQUEST"), (504, "TIMEOUT")] {
-            assert_eq!(Code::for_status(StatusCode::from_u16(s).unwrap()).as_str(), c);
+        for (s, c) in [
+            (404, "NOT_FOUND"),
+            (502, "INTERNAL"),
+            (418, "BAD_REQUEST"),
+            (504, "TIMEOUT"),
+        ] {
+            assert_eq!(
+                Code::for_status(StatusCode::from_u16(s).unwrap()).as_str(),
+                c
+            );
         }
     }
 }
