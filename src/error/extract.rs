@@ -1,6 +1,10 @@
 //! Drop-in replacements for axum's `Json`, `Query`, `Path` and `Form` whose
 //! rejections are [`Problem`]s.
 
+// `Problem` is the rejection type, as axum's rejections are theirs; boxing it would
+// cost an allocation on every rejection to save a copy on success.
+#![allow(clippy::result_large_err)]
+
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -111,7 +115,7 @@ impl<T: DeserializeOwned> Json<T> {
     /// Parses a JSON body, with the rejections described on [`Json`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Problem> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(json_problem)?;
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(&e))?;
         de.end().map_err(|e| json_syntax(&e))?;
         Ok(Self(value))
     }
@@ -123,7 +127,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-fn json_problem(error: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+fn json_problem(error: &serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let inner = error.inner();
     if inner.classify() != serde_json::error::Category::Data {
         return json_syntax(inner);

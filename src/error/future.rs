@@ -94,8 +94,8 @@ where
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Ok(response))) => {
                             match on_response(response, this.renderer, this.request_id.as_ref()) {
-                                Ok(response) => return Poll::Ready(Ok(response)),
-                                Err(next) => next,
+                                Step::Out(response) => return Poll::Ready(Ok(response)),
+                                Step::Then(next) => next,
                             }
                         }
                         Ok(Poll::Ready(Err(error))) => {
@@ -142,17 +142,23 @@ where
     }
 }
 
-/// The inner response as it goes out (`Ok`), or the state that produces it.
+enum Step<F, B> {
+    /// The response goes out as it is.
+    Out(Response<ResponseBody<B>>),
+    /// The state that produces the response.
+    Then(Kind<F, B>),
+}
+
 fn on_response<F, B: Body>(
     response: Response<B>,
     renderer: &Renderer,
     request_id: Option<&RequestId>,
-) -> Result<Response<ResponseBody<B>>, Kind<F, B>> {
+) -> Step<F, B> {
     match verdict(&response, renderer, request_id.is_some()) {
-        Verdict::Keep => Ok(response.map(ResponseBody::inner)),
+        Verdict::Keep => Step::Out(response.map(ResponseBody::inner)),
         Verdict::Rerender => {
             let (mut parts, _body) = response.into_parts();
-            Err(done(match parts.extensions.remove::<Problem>() {
+            Step::Then(done(match parts.extensions.remove::<Problem>() {
                 Some(mut problem) => {
                     fill_request_id(&mut problem, request_id, &parts);
                     renderer.rewrite(parts, problem)
@@ -162,11 +168,11 @@ fn on_response<F, B: Body>(
         }
         Verdict::Replace => {
             let (parts, _body) = response.into_parts();
-            Err(done(rewrite_plain(renderer, parts, request_id, None)))
+            Step::Then(done(rewrite_plain(renderer, parts, request_id, None)))
         }
         Verdict::Read(len) => {
             let (parts, body) = response.into_parts();
-            Err(Kind::Read {
+            Step::Then(Kind::Read {
                 parts: Some(parts),
                 body,
                 buf: Vec::with_capacity(len),
@@ -274,7 +280,7 @@ fn rewrite_plain<B>(
 ) -> Response<ResponseBody<B>> {
     let mut problem = Problem::new(parts.status).rejected_by("error");
     fill_request_id(&mut problem, request_id, &parts);
-    let text = text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    let text = text.map(|t| clean_text(&t)).filter(|t| !t.is_empty());
     if let Some(text) = text {
         if parts.status.is_server_error() {
             // Hidden from the client: the log is the only place it survives.
@@ -286,17 +292,19 @@ fn rewrite_plain<B>(
             );
             problem = problem.source(text);
         } else {
-            problem = problem.detail(clean_detail(&text));
+            problem = problem.detail(text);
         }
     }
     renderer.rewrite(parts, problem)
 }
 
-/// Control characters out; the text stays readable for the client.
-fn clean_detail(text: &str) -> String {
-    text.chars()
+/// Control characters out, spaces trimmed; the text stays readable for the client.
+fn clean_text(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+        .collect();
+    cleaned.trim().to_owned()
 }
 
 fn fill_request_id(problem: &mut Problem, request_id: Option<&RequestId>, parts: &Parts) {
