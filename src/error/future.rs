@@ -150,10 +150,15 @@ enum Step<F, B> {
 }
 
 fn on_response<F, B: Body>(
-    response: Response<B>,
+    mut response: Response<B>,
     renderer: &Renderer,
     request_id: Option<&RequestId>,
 ) -> Step<F, B> {
+    if response.status().is_server_error()
+        && let Some(problem) = response.extensions_mut().get_mut::<Problem>()
+    {
+        log_source(problem);
+    }
     match verdict(&response, renderer, request_id.is_some()) {
         Verdict::Keep => Step::Out(response.map(ResponseBody::inner)),
         Verdict::Rerender => {
@@ -291,6 +296,7 @@ fn rewrite_plain<B>(
                 "plain error response replaced by a problem"
             );
             problem = problem.source(text);
+            problem.logged = true;
         } else {
             problem = problem.detail(text);
         }
@@ -326,6 +332,7 @@ fn panic_problem(message: &str, request_id: Option<&RequestId>) -> Problem {
         panic = %message,
         "request handler panicked"
     );
+    problem.logged = true;
     problem.source(message.into_owned())
 }
 
@@ -358,7 +365,28 @@ fn error_problem(error: BoxError, request_id: Option<&RequestId>) -> Problem {
         tracing::warn!(request_id = id, error = %for_log(&text), "request failed");
         problem = problem.detail(detail);
     }
+    problem.logged = true;
     problem.source(error)
+}
+
+/// Logs the source of a 5xx problem made further in (a handler's
+/// `Problem::internal(err)`): the client never sees it, so the log must. Problems
+/// made here are logged where they are made.
+fn log_source(problem: &mut Problem) {
+    if problem.logged {
+        return;
+    }
+    problem.logged = true;
+    if let Some(source) = problem.get_source() {
+        tracing::error!(
+            status = problem.status().as_u16(),
+            code = problem.get_code().as_str(),
+            rejected_by = problem.get_rejected_by(),
+            request_id = problem.get_request_id().map(RequestId::as_str),
+            error = %for_log(&chain(source)),
+            "request failed"
+        );
+    }
 }
 
 /// Whether `error` or one of its sources is an `E`.

@@ -152,6 +152,8 @@ pub struct Problem {
     /// Which renderer wrote the body of the response carrying this problem, so the
     /// error layer can tell whether its own renderer would have written the same.
     pub(crate) rendered: Option<RenderMark>,
+    /// The source was logged already; nested error layers do not log it again.
+    pub(crate) logged: bool,
 }
 
 /// Identifies a renderer configuration (format instance and development switch).
@@ -177,6 +179,7 @@ impl Problem {
             rejected_by: None,
             source: None,
             rendered: None,
+            logged: false,
         }
     }
 
