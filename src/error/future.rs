@@ -43,8 +43,9 @@ pin_project! {
     enum Kind<F, B> {
         Call { #[pin] future: F },
         // A short plain-text error body being read for the problem's detail.
-        Read { parts: Option<Parts>, #[pin] body: B, buf: Vec<u8> },
-        Done { response: Option<Response<ResponseBody<B>>> },
+        // Boxed: the success path should not carry the size of the rare states.
+        Read { head: Box<(Option<Parts>, Vec<u8>)>, #[pin] body: B },
+        Done { response: Option<Box<Response<ResponseBody<B>>>> },
     }
 }
 
@@ -68,9 +69,7 @@ impl<F, B> ResponseFuture<F, B> {
         };
         let response = renderer.response(problem);
         Self {
-            kind: Kind::Done {
-                response: Some(response),
-            },
+            kind: done(response),
             renderer,
             request_id,
         }
@@ -109,11 +108,8 @@ where
                         }
                     }
                 }
-                KindProj::Read {
-                    parts,
-                    mut body,
-                    buf,
-                } => {
+                KindProj::Read { head, mut body } => {
+                    let (parts, buf) = &mut **head;
                     let polled =
                         catch_unwind(AssertUnwindSafe(|| read_bounded(body.as_mut(), buf, cx)));
                     let text = match polled {
@@ -134,7 +130,7 @@ where
                     ))
                 }
                 KindProj::Done { response } => {
-                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                    return Poll::Ready(Ok(*response.take().expect("polled after completion")));
                 }
             };
             this.kind.set(next);
@@ -178,9 +174,8 @@ fn on_response<F, B: Body>(
         Verdict::Read(len) => {
             let (parts, body) = response.into_parts();
             Step::Then(Kind::Read {
-                parts: Some(parts),
+                head: Box::new((Some(parts), Vec::with_capacity(len))),
                 body,
-                buf: Vec::with_capacity(len),
             })
         }
     }
@@ -188,7 +183,7 @@ fn on_response<F, B: Body>(
 
 fn done<F, B>(response: Response<ResponseBody<B>>) -> Kind<F, B> {
     Kind::Done {
-        response: Some(response),
+        response: Some(Box::new(response)),
     }
 }
 

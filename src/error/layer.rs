@@ -114,6 +114,14 @@ impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
     }
 }
 
+/// `id` when no request id is in scope. Out of line: in the canonical stack the
+/// scope is always there, and the check should not weigh on `call`.
+#[cold]
+#[inline(never)]
+fn unscoped(id: &RequestId) -> Option<RequestId> {
+    crate::request_id::current().is_none().then(|| id.clone())
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -139,7 +147,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let request_id = req.extensions().get::<RequestId>().cloned();
+        // Kept for answers made without a response (panics, errors). Problems pick
+        // up the id of the request in scope themselves; copy it only when that is
+        // missing, which spares the copy in the canonical stack.
+        let request_id = req.extensions().get::<RequestId>().and_then(unscoped);
         if let Some(failure) = self.failed.take() {
             return ResponseFuture::failed(failure, self.renderer.clone(), request_id);
         }

@@ -1,6 +1,6 @@
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -51,7 +51,7 @@ pub enum ErrorFormat {
 /// ```
 #[derive(Clone)]
 pub struct Renderer {
-    format: Arc<dyn RenderProblem>,
+    format: Format,
     /// Unique per format instance; shared by clones. Lets the error layer see whether
     /// a rendered problem already has its format without comparing bodies.
     id: u64,
@@ -61,9 +61,24 @@ pub struct Renderer {
 /// Ids 1 and 2 belong to the shared built-in formats below.
 static NEXT_ID: AtomicU64 = AtomicU64::new(3);
 
-/// The built-in formats are shared, so `Renderer::default()` does not allocate.
-static PROBLEM_JSON: LazyLock<Arc<dyn RenderProblem>> = LazyLock::new(|| Arc::new(ProblemJson));
-static WRAPPED: LazyLock<Arc<dyn RenderProblem>> = LazyLock::new(|| Arc::new(Wrapped));
+/// The built-in formats need no allocation, and cloning them no atomic operation:
+/// the error layer clones its renderer for every request.
+#[derive(Clone)]
+enum Format {
+    ProblemJson,
+    Wrapped,
+    Custom(Arc<dyn RenderProblem>),
+}
+
+impl Format {
+    fn get(&self) -> &dyn RenderProblem {
+        match self {
+            Self::ProblemJson => &ProblemJson,
+            Self::Wrapped => &Wrapped,
+            Self::Custom(format) => &**format,
+        }
+    }
+}
 
 impl Default for Renderer {
     fn default() -> Self {
@@ -74,7 +89,7 @@ impl Default for Renderer {
 impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Renderer")
-            .field("content_type", &self.format.content_type())
+            .field("content_type", &self.format.get().content_type())
             .field("expose_internal", &self.expose_internal)
             .finish()
     }
@@ -84,7 +99,7 @@ impl Renderer {
     /// RFC 9457 `application/problem+json`.
     pub fn problem_json() -> Self {
         Self {
-            format: Arc::clone(&PROBLEM_JSON),
+            format: Format::ProblemJson,
             id: 1,
             expose_internal: false,
         }
@@ -93,7 +108,7 @@ impl Renderer {
     /// The wrapped `{"success":false,"error":{...}}` format.
     pub fn wrapped() -> Self {
         Self {
-            format: Arc::clone(&WRAPPED),
+            format: Format::Wrapped,
             id: 2,
             expose_internal: false,
         }
@@ -110,7 +125,7 @@ impl Renderer {
     /// A format of your own.
     pub fn custom(format: impl RenderProblem) -> Self {
         Self {
-            format: Arc::new(format),
+            format: Format::Custom(Arc::new(format)),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             expose_internal: false,
         }
@@ -139,7 +154,7 @@ impl Renderer {
 
     /// The rendered body of `problem`.
     pub fn body(&self, problem: &Problem) -> Bytes {
-        self.format.render(problem, self.expose_internal)
+        self.format.get().render(problem, self.expose_internal)
     }
 
     /// A complete response for `problem`, with the problem in its extensions.
@@ -150,7 +165,7 @@ impl Renderer {
         let mut response = Response::new(ResponseBody::full(self.body(&problem)));
         *response.status_mut() = problem.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, self.format.content_type());
+        headers.insert(CONTENT_TYPE, self.format.get().content_type());
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         problem.rendered = Some(self.mark());
         response.extensions_mut().insert(problem);
@@ -180,7 +195,7 @@ impl Renderer {
         }
         parts
             .headers
-            .insert(CONTENT_TYPE, self.format.content_type());
+            .insert(CONTENT_TYPE, self.format.get().content_type());
         parts
             .headers
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
