@@ -24,7 +24,7 @@ fn run<S>(
     c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
     name: &str,
-    svc: S,
+    svc: &S,
 ) where
     S: Service<Request<Body>> + Clone,
     S::Error: std::fmt::Debug,
@@ -40,30 +40,30 @@ fn run<S>(
     });
 }
 
-pub fn bench(c: &mut Criterion) {
+pub(crate) fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("error");
-    run(&mut group, &rt, "bare", app());
-    run(&mut group, &rt, "ours", ErrorLayer::new().layer(app()));
+    run(&mut group, &rt, "bare", &app());
+    run(&mut group, &rt, "ours", &ErrorLayer::new().layer(app()));
     run(
         &mut group,
         &rt,
         "peer_catch_panic",
-        CatchPanicLayer::new().layer(app()),
+        &CatchPanicLayer::new().layer(app()),
     );
     run(
         &mut group,
         &rt,
         "ours_router_layer",
-        app().layer(ErrorLayer::new()),
+        &app().layer(ErrorLayer::new()),
     );
     run(
         &mut group,
         &rt,
         "peer_router_layer",
-        app().layer(CatchPanicLayer::new()),
+        &app().layer(CatchPanicLayer::new()),
     );
     group.finish();
 }
