@@ -734,3 +734,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Arbitrary bytes never panic the JSON extractor and are rejected as
+        /// client errors.
+        #[test]
+        fn json_rejects_garbage_as_client_error(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(p) = Json::<HashMap<String, u32>>::from_bytes(&body) {
+                prop_assert!(p.status() == 400 || p.status() == 422);
+                for e in p.errors() {
+                    prop_assert!(e.message.len() <= MAX_MESSAGE + 3);
+                }
+            }
+        }
+
+        #[test]
+        fn query_never_panics(query in "[ -~]{0,200}") {
+            let Ok(uri) = format!("/x?{query}").parse::<Uri>() else { return Ok(()) };
+            if let Err(p) = Query::<HashMap<String, u32>>::try_from_uri(&uri) {
+                prop_assert_eq!(p.status(), 400);
+            }
+        }
+    }
+}

@@ -395,3 +395,86 @@ fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + '
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{HeaderValue, Request};
+    use http_body_util::{BodyExt, Full};
+    use proptest::prelude::*;
+    use tower::{ServiceExt, service_fn};
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::error::ErrorLayer;
+
+    fn rewrite(status: u16, content_type: Option<String>, body: Vec<u8>) -> (Response<()>, Bytes) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let svc = ErrorLayer::new().layer(service_fn(move |_: Request<()>| {
+                let mut res = Response::new(Full::new(Bytes::from(body.clone())));
+                *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                if let Some(ct) = content_type
+                    .as_deref()
+                    .and_then(|c| HeaderValue::from_str(c).ok())
+                {
+                    res.headers_mut().insert(CONTENT_TYPE, ct);
+                }
+                async move { Ok::<_, Infallible>(res) }
+            }));
+            let (parts, body) = svc.oneshot(Request::new(())).await.unwrap().into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (Response::from_parts(parts, ()), body)
+        })
+    }
+
+    #[test]
+    fn media_types() {
+        let mut h = HeaderMap::new();
+        for (ct, json, text) in [
+            ("application/json", true, false),
+            ("Application/JSON; charset=utf-8", true, false),
+            ("application/problem+json", true, false),
+            ("application/jsonp", false, false),
+            ("text/plain;charset=utf-8", false, true),
+            ("text/plain-ish", false, false),
+            ("json", false, false),
+            ("/", false, false),
+        ] {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert_eq!((is_json(&h), is_text_plain(&h)), (json, text), "{ct}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever a plain error response holds, the client gets a well-formed
+        /// problem with the same status and the usual code, and 5xx text is hidden.
+        #[test]
+        fn any_plain_error_becomes_a_problem(
+            status in 400_u16..600,
+            content_type in proptest::option::of("(text/plain|text/html|application/octet-stream|[ -~]{0,30})"),
+            body in proptest::collection::vec(any::<u8>(), 0..1500),
+        ) {
+            let is_json = content_type.as_deref().is_some_and(|c| c.contains("json"));
+            prop_assume!(!is_json);
+            let (res, out) = rewrite(status, content_type, body.clone());
+            prop_assert_eq!(res.status().as_u16(), status);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(v["status"].as_u64(), Some(u64::from(status)));
+            let code = Code::for_status(res.status());
+            prop_assert_eq!(v["code"].as_str(), Some(code.as_str()));
+            if status >= 500 {
+                prop_assert!(v.get("detail").is_none());
+            }
+            if let Some(detail) = v["detail"].as_str() {
+                prop_assert!(!detail.chars().any(char::is_control));
+                prop_assert!(detail.len() <= 3 * MAX_DETAIL_BODY as usize);
+            }
+        }
+    }
+}
