@@ -462,7 +462,7 @@ mod tests {
         ) {
             let is_json = content_type.as_deref().is_some_and(|c| c.contains("json"));
             prop_assume!(!is_json);
-            let (res, out) = rewrite(status, content_type, body.clone());
+            let (res, out) = rewrite(status, content_type, body);
             prop_assert_eq!(res.status().as_u16(), status);
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             prop_assert_eq!(v["status"].as_u64(), Some(u64::from(status)));
