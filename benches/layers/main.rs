@@ -6,6 +6,7 @@
 // Bench modules are private to this binary; `pub` only connects them to main.
 #![allow(missing_docs, unreachable_pub)]
 
+mod error;
 mod health;
 mod log;
 mod metrics;
@@ -15,6 +16,7 @@ mod support;
 
 criterion::criterion_group!(
     benches,
+    error::bench,
     health::bench,
     log::bench,
     metrics::bench,

@@ -1,4 +1,6 @@
-//! One error format everywhere: the [`Problem`] model and its renderers.
+//! One error format everywhere: the [`Problem`] model, its renderers, the
+//! [`ErrorLayer`] that turns panics, service errors and plain error responses into
+//! problems, and axum extractors whose rejections are problems.
 //!
 //! Every response a tower-ops layer produces (413, 429, 504, panic 500s, ...) is a
 //! rendering of a [`Problem`], and carries that `Problem` in its response extensions
@@ -30,12 +32,167 @@
 //! assert_eq!(json["code"], "VALIDATION_FAILED");
 //! assert_eq!(json["errors"][0]["pointer"], "/email");
 //! ```
+//!
+//! # The error layer
+//!
+//! [`ErrorLayer`] makes every error response of the services below it a problem:
+//!
+//! - **Panics** while calling or polling the inner service become 500 `INTERNAL`
+//!   (`rejected_by: "panic"`). The panic message is logged at error level with the
+//!   request id and never reaches the client. (Panics in a body that is already
+//!   streaming cannot be answered: the status line is gone.)
+//! - **Service errors** become responses, so the layer works under axum without
+//!   `HandleErrorLayer`: tower's `Elapsed` gives 504 `TIMEOUT`, `Overloaded` 503
+//!   `SERVICE_UNAVAILABLE`, anything else 500 `INTERNAL`; the error chain is logged.
+//! - **Plain error responses** (status >= 400, not JSON, no [`Problem`]): axum's
+//!   plain-text rejections, its empty 404 and 405, any framework's text or HTML, are
+//!   re-rendered with the same status and the usual [`Code`] for it. Headers keep
+//!   their meaning (`Allow`, `Retry-After`, `WWW-Authenticate`, rate-limit headers,
+//!   CORS, `x-request-id`); only those describing the old body go. A 4xx
+//!   `text/plain` body of at most 1 KiB whose length is known becomes the `detail`;
+//!   nothing else is ever read, so streaming bodies and success bodies are never
+//!   buffered. A 5xx body is logged, not shown.
+//! - **Problems rendered in another format** (by `Problem`'s `IntoResponse`, which
+//!   uses the default renderer) are re-rendered in the layer's format, so
+//!   `ERROR_FORMAT=wrapped` holds everywhere. A missing request id is filled in.
+//! - JSON error bodies the application wrote itself are left alone.
+//!
+//! 5xx sources that reach the layer in a [`Problem`] (`Problem::internal(err)` in a
+//! handler) are logged once at error level; clients see the generic title. Every
+//! response the layer makes carries its `Problem` in the response extensions.
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_ops::error::{ErrorLayer, Problem};
+//!
+//! async fn panics() -> &'static str {
+//!     panic!("token=abc123")
+//! }
+//!
+//! async fn fail() -> Result<String, Problem> {
+//!     Err(Problem::internal(std::io::Error::other("db password=hunter2 refused")))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new()
+//!     .route("/panic", get(panics))
+//!     .route("/fail", get(fail))
+//!     .layer(ErrorLayer::new());
+//!
+//! let res = app.clone().oneshot(Request::get("/panic").body(Body::empty())?).await?;
+//! assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! let body = axum::body::to_bytes(res.into_body(), 4096).await?;
+//! assert!(!String::from_utf8_lossy(&body).contains("abc123"));
+//!
+//! let res = app.clone().oneshot(Request::get("/fail").body(Body::empty())?).await?;
+//! let body = axum::body::to_bytes(res.into_body(), 4096).await?;
+//! assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
+//!
+//! // axum's empty 404 and plain-text 405 become problems too.
+//! let res = app.oneshot(Request::delete("/fail").body(Body::empty())?).await?;
+//! assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+//! assert_eq!(res.headers()["allow"], "GET,HEAD");
+//! let json: serde_json::Value =
+//!     serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 4096).await?)?;
+//! assert_eq!(json["code"], "METHOD_NOT_ALLOWED");
+//! # Ok(())
+//! # }
+//! # }
+//! ```
+//!
+//! Its error type is [`Infallible`](std::convert::Infallible), unlike the other
+//! tower-ops layers (which keep `Error = S::Error`): answering errors is its job.
+//! tower middleware that fails with errors goes inside it, with no
+//! `HandleErrorLayer`:
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_ops::error::{ErrorLayer, Renderer};
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(ErrorLayer::new().renderer(Renderer::wrapped()))
+//!             .load_shed()
+//!             .concurrency_limit(256)
+//!             .timeout(Duration::from_secs(10)),
+//!     );
+//! # }
+//! ```
+//!
+//! [`ErrorLayer::from_env`] reads `ERROR_FORMAT`. In the canonical stack it sits
+//! inside the request id, log and metrics layers, so its answers carry the id and
+//! are logged and counted like any other.
+//!
+//! # Extractors (feature `axum`)
+//!
+//! [`Json`], [`Query`], [`Path`] and [`Form`] are used like axum's, but reject with
+//! problems: 415 for a missing or wrong `content-type`, 413 over axum's body limit,
+//! 400 for malformed JSON (with line and column), and `VALIDATION_FAILED` with an
+//! `errors` entry pointing at the offending field where serde can tell (a JSON
+//! `pointer` for bodies, a `field` for query, form and path parameters).
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{Router, body::Body, routing::post};
+//! use http::{Request, StatusCode};
+//! use serde::Deserialize;
+//! use tower::ServiceExt;
+//! use tower_ops::error::Json;
+//!
+//! #[derive(Deserialize)]
+//! struct Signup {
+//!     email: String,
+//!     age: u8,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app: Router = Router::new().route(
+//!     "/signup",
+//!     post(|Json(s): Json<Signup>| async move { format!("{} ({})", s.email, s.age) }),
+//! );
+//! let req = Request::post("/signup")
+//!     .header("content-type", "application/json")
+//!     .body(Body::from(r#"{"email":"a@b.c","age":300}"#))?;
+//! let res = app.oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+//! let json: serde_json::Value =
+//!     serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 4096).await?)?;
+//! assert_eq!(json["code"], "VALIDATION_FAILED");
+//! assert_eq!(json["errors"][0]["pointer"], "/age");
+//! # Ok(())
+//! # }
+//! # }
+//! ```
+//!
+//! Path parameters that do not parse answer 400, not 404: the client sent a
+//! malformed address it can fix, and a handler's own 404 keeps meaning "no such
+//! resource".
 
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod layer;
+mod log;
 mod problem;
 mod render;
 
+#[cfg(feature = "axum")]
+pub use self::extract::{Form, Json, Path, Query};
+pub use self::future::ResponseFuture;
+pub use self::layer::{BoxError, ErrorLayer, ErrorService};
+pub(crate) use self::log::for_log;
 pub use self::problem::{Code, FieldError, Location, Problem};
-#[allow(unused_imports)] // used by the error layer
 pub(crate) use self::render::chain;
 pub use self::render::{ErrorFormat, RenderProblem, Renderer};
 

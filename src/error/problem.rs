@@ -149,6 +149,18 @@ pub struct Problem {
     pub(crate) timestamp: SystemTime,
     pub(crate) rejected_by: Option<&'static str>,
     pub(crate) source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// Which renderer wrote the body of the response carrying this problem, so the
+    /// error layer can tell whether its own renderer would have written the same.
+    pub(crate) rendered: Option<RenderMark>,
+    /// The source was logged already; nested error layers do not log it again.
+    pub(crate) logged: bool,
+}
+
+/// Identifies a renderer configuration (format instance and development switch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RenderMark {
+    pub(crate) format: u64,
+    pub(crate) expose_internal: bool,
 }
 
 impl Problem {
@@ -166,6 +178,8 @@ impl Problem {
             timestamp: SystemTime::now(),
             rejected_by: None,
             source: None,
+            rendered: None,
+            logged: false,
         }
     }
 

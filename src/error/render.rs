@@ -1,10 +1,13 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::response::Parts;
 use http::{HeaderValue, Response};
 
+use super::problem::RenderMark;
 use super::{Location, Problem};
 use crate::body::ResponseBody;
 use crate::config::{self, ConfigError};
@@ -48,8 +51,33 @@ pub enum ErrorFormat {
 /// ```
 #[derive(Clone)]
 pub struct Renderer {
-    format: Arc<dyn RenderProblem>,
+    format: Format,
+    /// Unique per format instance; shared by clones. Lets the error layer see whether
+    /// a rendered problem already has its format without comparing bodies.
+    id: u64,
     expose_internal: bool,
+}
+
+/// Ids 1 and 2 belong to the shared built-in formats below.
+static NEXT_ID: AtomicU64 = AtomicU64::new(3);
+
+/// The built-in formats need no allocation, and cloning them no atomic operation:
+/// the error layer clones its renderer for every request.
+#[derive(Clone)]
+enum Format {
+    ProblemJson,
+    Wrapped,
+    Custom(Arc<dyn RenderProblem>),
+}
+
+impl Format {
+    fn get(&self) -> &dyn RenderProblem {
+        match self {
+            Self::ProblemJson => &ProblemJson,
+            Self::Wrapped => &Wrapped,
+            Self::Custom(format) => &**format,
+        }
+    }
 }
 
 impl Default for Renderer {
@@ -61,7 +89,7 @@ impl Default for Renderer {
 impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Renderer")
-            .field("content_type", &self.format.content_type())
+            .field("content_type", &self.format.get().content_type())
             .field("expose_internal", &self.expose_internal)
             .finish()
     }
@@ -70,12 +98,20 @@ impl fmt::Debug for Renderer {
 impl Renderer {
     /// RFC 9457 `application/problem+json`.
     pub fn problem_json() -> Self {
-        Self::custom(ProblemJson)
+        Self {
+            format: Format::ProblemJson,
+            id: 1,
+            expose_internal: false,
+        }
     }
 
     /// The wrapped `{"success":false,"error":{...}}` format.
     pub fn wrapped() -> Self {
-        Self::custom(Wrapped)
+        Self {
+            format: Format::Wrapped,
+            id: 2,
+            expose_internal: false,
+        }
     }
 
     /// One of the built-in formats.
@@ -89,7 +125,8 @@ impl Renderer {
     /// A format of your own.
     pub fn custom(format: impl RenderProblem) -> Self {
         Self {
-            format: Arc::new(format),
+            format: Format::Custom(Arc::new(format)),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             expose_internal: false,
         }
     }
@@ -117,23 +154,72 @@ impl Renderer {
 
     /// The rendered body of `problem`.
     pub fn body(&self, problem: &Problem) -> Bytes {
-        self.format.render(problem, self.expose_internal)
+        self.format.get().render(problem, self.expose_internal)
     }
 
     /// A complete response for `problem`, with the problem in its extensions.
     ///
     /// Sets `content-type` and `cache-control: no-store`; `x-request-id` is left to
     /// the request id layer.
-    pub fn response<B>(&self, problem: Problem) -> Response<ResponseBody<B>> {
+    pub fn response<B>(&self, mut problem: Problem) -> Response<ResponseBody<B>> {
         let mut response = Response::new(ResponseBody::full(self.body(&problem)));
         *response.status_mut() = problem.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, self.format.content_type());
+        headers.insert(CONTENT_TYPE, self.format.get().content_type());
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        problem.rendered = Some(self.mark());
         response.extensions_mut().insert(problem);
         response
     }
+
+    /// What a response rendered by this renderer is marked with.
+    pub(crate) fn mark(&self) -> RenderMark {
+        RenderMark {
+            format: self.id,
+            expose_internal: self.expose_internal,
+        }
+    }
+
+    /// Replaces the body of an existing response by the rendering of `problem`.
+    ///
+    /// Status, extensions and headers are kept, except the headers that described
+    /// the old body (its type, length, encoding, validators), which would now lie.
+    pub(crate) fn rewrite<B>(
+        &self,
+        mut parts: Parts,
+        mut problem: Problem,
+    ) -> Response<ResponseBody<B>> {
+        let body = self.body(&problem);
+        for name in REPRESENTATION_HEADERS {
+            parts.headers.remove(name);
+        }
+        parts
+            .headers
+            .insert(CONTENT_TYPE, self.format.get().content_type());
+        parts
+            .headers
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        parts.status = problem.status;
+        problem.rendered = Some(self.mark());
+        parts.extensions.insert(problem);
+        Response::from_parts(parts, ResponseBody::full(body))
+    }
 }
+
+/// Headers about the body being replaced. Everything else (`Allow`, `Retry-After`,
+/// `WWW-Authenticate`, rate-limit headers, CORS, `Vary`, `Set-Cookie`,
+/// `x-request-id`, ...) still holds for the new body and is kept.
+const REPRESENTATION_HEADERS: [http::header::HeaderName; 9] = [
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_LANGUAGE,
+    http::header::CONTENT_LOCATION,
+    http::header::CONTENT_RANGE,
+    http::header::CONTENT_DISPOSITION,
+    http::header::TRANSFER_ENCODING,
+    http::header::ETAG,
+    http::header::LAST_MODIFIED,
+];
 
 /// The detail a client may see.
 fn public_detail(problem: &Problem, expose_internal: bool) -> Option<String> {

@@ -1,0 +1,495 @@
+use std::convert::Infallible;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Renderer;
+use super::future::{Failure, ResponseFuture};
+use super::log::panic_message;
+use crate::body::ResponseBody;
+use crate::config::ConfigError;
+use crate::request_id::RequestId;
+
+/// A boxed error, as tower middleware produces them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Turns panics, service errors and plain error responses into [`Problem`]
+/// responses. See the [module docs](super#the-error-layer).
+///
+/// [`Problem`]: super::Problem
+#[derive(Clone, Debug, Default)]
+pub struct ErrorLayer {
+    renderer: Renderer,
+}
+
+impl ErrorLayer {
+    /// A layer rendering RFC 9457 `application/problem+json`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Renders with `renderer` instead (for example [`Renderer::wrapped`]).
+    pub fn renderer(mut self, renderer: Renderer) -> Self {
+        self.renderer = renderer;
+        self
+    }
+
+    /// Reads the format from `ERROR_FORMAT` (see [`Renderer::from_env`]).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new().renderer(Renderer::from_env()?))
+    }
+}
+
+impl<S> Layer<S> for ErrorLayer {
+    type Service = ErrorService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorService {
+            inner,
+            renderer: self.renderer.clone(),
+            failed: None,
+        }
+    }
+}
+
+/// The service made by [`ErrorLayer`].
+///
+/// Its error type is [`Infallible`]: unlike the other tower-ops layers, which keep
+/// `Error = S::Error`, answering the inner service's errors is this layer's job.
+/// That is what lets `Router::layer` (which requires `Infallible`) take it, with
+/// tower's `TimeoutLayer` or `LoadShedLayer` inside and no `HandleErrorLayer`.
+pub struct ErrorService<S> {
+    inner: S,
+    renderer: Renderer,
+    /// `poll_ready` failed or panicked: the next call answers with that failure
+    /// instead of calling the inner service.
+    failed: Option<Failure>,
+}
+
+impl<S> ErrorService<S> {
+    /// Wraps `inner` with the default settings.
+    pub fn new(inner: S) -> Self {
+        ErrorLayer::new().layer(inner)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for ErrorService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            renderer: self.renderer.clone(),
+            // Readiness belongs to one instance; a clone starts unready.
+            failed: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorService")
+            .field("inner", &self.inner)
+            .field("renderer", &self.renderer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `id` when no request id is in scope. Out of line: in the canonical stack the
+/// scope is always there, and the check should not weigh on `call`.
+#[cold]
+#[inline(never)]
+fn unscoped(id: &RequestId) -> Option<RequestId> {
+    crate::request_id::current().is_none().then(|| id.clone())
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.failed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let failure = match catch_unwind(AssertUnwindSafe(|| self.inner.poll_ready(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
+            Ok(Poll::Ready(Err(error))) => Failure::Error(error.into()),
+            Err(payload) => Failure::Panic(panic_message(&*payload).to_owned()),
+        };
+        self.failed = Some(failure);
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // Kept for answers made without a response (panics, errors). Problems pick
+        // up the id of the request in scope themselves; copy it only when that is
+        // missing, which spares the copy in the canonical stack.
+        let request_id = req.extensions().get::<RequestId>().and_then(unscoped);
+        if let Some(failure) = self.failed.take() {
+            return ResponseFuture::failed(failure, self.renderer.clone(), request_id);
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+            Ok(future) => ResponseFuture::new(future, self.renderer.clone(), request_id),
+            Err(payload) => ResponseFuture::failed(
+                Failure::Panic(panic_message(&*payload).to_owned()),
+                self.renderer.clone(),
+                request_id,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{HeaderValue, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use serde_json::Value;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::error::{Code, Problem};
+
+    type Res = Response<Full<Bytes>>;
+
+    fn with_id() -> Request<()> {
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(RequestId::new("req-7").unwrap());
+        req
+    }
+
+    async fn run<S, B>(svc: S, req: Request<()>) -> (Response<()>, Bytes)
+    where
+        S: Service<Request<()>, Response = Response<ResponseBody<B>>, Error = Infallible>,
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
+        let res = svc.oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (Response::from_parts(parts, ()), body)
+    }
+
+    fn json(b: &Bytes) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    fn problem(res: &Response<()>) -> &Problem {
+        res.extensions().get::<Problem>().expect("a problem")
+    }
+
+    fn plain(status: u16, content_type: Option<&'static str>, body: &'static str) -> Res {
+        let mut res = Response::new(Full::from(body));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        if let Some(ct) = content_type {
+            res.headers_mut()
+                .insert("content-type", HeaderValue::from_static(ct));
+        }
+        res
+    }
+
+    #[tokio::test]
+    async fn success_passes_untouched() {
+        let svc = ErrorLayer::new().layer(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(plain(200, Some("text/plain"), "hello"))
+        }));
+        let (res, body) = run(svc, with_id()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(body, "hello");
+        assert!(res.extensions().get::<Problem>().is_none());
+    }
+
+    #[tokio::test]
+    async fn panics_in_call_and_in_future() {
+        let sync = ErrorLayer::new().layer(service_fn(
+            |_: Request<()>| -> std::future::Ready<Result<Res, Infallible>> {
+                panic!("sync secret=hunter2")
+            },
+        ));
+        let asynchronous = ErrorLayer::new().layer(service_fn(|_: Request<()>| async {
+            if true {
+                panic!("{}", String::from("async secret=hunter2"));
+            }
+            Ok::<Res, Infallible>(plain(200, None, ""))
+        }));
+        for (res, body) in [
+            run(sync, with_id()).await,
+            run(asynchronous, with_id()).await,
+        ] {
+            assert_eq!(res.status(), 500);
+            assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
+            let v = json(&body);
+            assert_eq!(v["code"], "INTERNAL");
+            assert_eq!(v["request_id"], "req-7");
+            assert_eq!(problem(&res).get_rejected_by(), Some("panic"));
+            assert!(
+                problem(&res)
+                    .get_source()
+                    .unwrap()
+                    .to_string()
+                    .contains("secret=[REDACTED]")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn dev_switch_shows_the_panic() {
+        let layer = ErrorLayer::new().renderer(Renderer::default().expose_internal(true));
+        let svc = layer.layer(service_fn(|_: Request<()>| async {
+            if true {
+                panic!("visible in dev");
+            }
+            Ok::<Res, Infallible>(plain(200, None, ""))
+        }));
+        let (_, body) = run(svc, Request::new(())).await;
+        assert!(
+            json(&body)["detail"]
+                .as_str()
+                .unwrap()
+                .contains("visible in dev")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tower_errors_become_responses() {
+        let slow = ServiceBuilder::new()
+            .layer(ErrorLayer::new())
+            .timeout(Duration::from_secs(1))
+            .service_fn(|_: Request<()>| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<Res, Infallible>(plain(200, None, ""))
+            });
+        let (res, body) = run(slow, with_id()).await;
+        assert_eq!(res.status(), 504);
+        assert_eq!(json(&body)["code"], "TIMEOUT");
+        assert_eq!(problem(&res).get_rejected_by(), Some("error"));
+
+        let (res, body) = run(
+            ErrorLayer::new().layer(service_fn(|_: Request<()>| async {
+                Err::<Res, BoxError>(Box::new(tower::load_shed::error::Overloaded::new()))
+            })),
+            with_id(),
+        )
+        .await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(json(&body)["code"], "SERVICE_UNAVAILABLE");
+
+        let failing = ErrorLayer::new().layer(service_fn(|_: Request<()>| async {
+            Err::<Res, _>(std::io::Error::other("db password=hunter2 refused"))
+        }));
+        let (res, body) = run(failing, with_id()).await;
+        assert_eq!(res.status(), 500);
+        assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
+        assert_eq!(json(&body)["request_id"], "req-7");
+    }
+
+    /// A service that is never ready without an error.
+    #[derive(Clone)]
+    struct Broken(bool);
+
+    impl Service<Request<()>> for Broken {
+        type Response = Res;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Res, BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if self.0 {
+                panic!("poll_ready panicked");
+            }
+            Poll::Ready(Err("backend gone".into()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            unreachable!("never ready")
+        }
+    }
+
+    #[tokio::test]
+    async fn poll_ready_failures_are_answered() {
+        for panics in [false, true] {
+            let (res, _) = run(ErrorLayer::new().layer(Broken(panics)), with_id()).await;
+            assert_eq!(res.status(), 500);
+            let expected = if panics { "panic" } else { "error" };
+            assert_eq!(problem(&res).get_rejected_by(), Some(expected));
+        }
+    }
+
+    async fn rewrite(res: fn() -> Res) -> (Response<()>, Bytes) {
+        let svc = ErrorLayer::new().layer(service_fn(move |_: Request<()>| async move {
+            Ok::<_, Infallible>(res())
+        }));
+        run(svc, with_id()).await
+    }
+
+    #[tokio::test]
+    async fn plain_errors_are_rewritten() {
+        let (res, body) = rewrite(|| plain(404, None, "")).await;
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let v = json(&body);
+        assert_eq!(
+            (v["code"].as_str(), v["request_id"].as_str()),
+            (Some("NOT_FOUND"), Some("req-7"))
+        );
+        assert!(v.get("detail").is_none());
+
+        let (res, body) = rewrite(|| {
+            let mut r = plain(405, None, "");
+            r.headers_mut()
+                .insert("allow", HeaderValue::from_static("GET,HEAD"));
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("3"));
+            r.headers_mut()
+                .insert("content-length", HeaderValue::from_static("0"));
+            r
+        })
+        .await;
+        assert_eq!(res.headers()["allow"], "GET,HEAD");
+        assert_eq!(res.headers()["retry-after"], "3");
+        assert!(res.headers().get("content-length").is_none());
+        assert_eq!(json(&body)["code"], "METHOD_NOT_ALLOWED");
+
+        let (_, body) = rewrite(|| {
+            plain(
+                422,
+                Some("text/plain; charset=utf-8"),
+                "missing field `x`\n\u{1b}",
+            )
+        })
+        .await;
+        let v = json(&body);
+        assert_eq!(v["detail"], "missing field `x`");
+        assert_eq!(v["code"], Code::VALIDATION_FAILED.as_str());
+
+        let (res, body) =
+            rewrite(|| plain(502, Some("text/plain"), "upstream 10.0.0.3 refused")).await;
+        assert!(!String::from_utf8_lossy(&body).contains("10.0.0.3"));
+        assert!(problem(&res).get_source().is_some());
+
+        let (_, body) = rewrite(|| plain(413, Some("text/html"), "<h1>too big</h1>")).await;
+        let v = json(&body);
+        assert_eq!(
+            (v["code"].as_str(), v.get("detail")),
+            (Some("PAYLOAD_TOO_LARGE"), None)
+        );
+    }
+
+    #[tokio::test]
+    async fn long_or_streaming_error_bodies_are_not_read() {
+        let (_, body) = rewrite(|| plain(400, Some("text/plain"), include_str!("render.rs"))).await;
+        assert!(json(&body).get("detail").is_none());
+
+        let svc = ErrorLayer::new().layer(service_fn(|_: Request<()>| async {
+            // Never ends: reading it would hang the test.
+            let mut res = Response::new(Endless);
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            res.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/plain"));
+            Ok::<_, Infallible>(res)
+        }));
+        let (res, body) = run(svc, with_id()).await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(json(&body)["code"], "BAD_REQUEST");
+    }
+
+    /// A body that never ends and has no exact size.
+    struct Endless;
+
+    impl Body for Endless {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn json_errors_and_own_problems() {
+        let (_, body) = rewrite(|| plain(409, Some("application/json"), r#"{"mine":true}"#)).await;
+        assert_eq!(body, r#"{"mine":true}"#);
+        let (_, body) = rewrite(|| plain(400, Some("application/vnd.api+json"), "{}")).await;
+        assert_eq!(body, "{}");
+
+        // Rendered by this layer's format and with an id: untouched.
+        let svc = ErrorLayer::new().layer(service_fn(|_: Request<()>| async {
+            let p = Problem::new(StatusCode::CONFLICT)
+                .request_id(RequestId::new("own").unwrap())
+                .detail("taken");
+            Ok::<_, Infallible>(Renderer::default().response::<Full<Bytes>>(p))
+        }));
+        let (_, body) = run(svc, with_id()).await;
+        assert_eq!(
+            (
+                json(&body)["detail"].as_str(),
+                json(&body)["request_id"].as_str()
+            ),
+            (Some("taken"), Some("own"))
+        );
+
+        // Rendered by the default format, layer wraps: re-rendered, rejected_by kept.
+        let svc = ErrorLayer::new()
+            .renderer(Renderer::wrapped())
+            .layer(service_fn(|_: Request<()>| async {
+                let p = Problem::new(StatusCode::TOO_MANY_REQUESTS).rejected_by("rate_limit");
+                let mut res = Renderer::default().response::<Full<Bytes>>(p);
+                res.headers_mut()
+                    .insert("ratelimit", HeaderValue::from_static("\"default\";r=0;t=3"));
+                Ok::<_, Infallible>(res)
+            }));
+        let (res, body) = run(svc, with_id()).await;
+        let v = json(&body);
+        assert_eq!(v["success"], false);
+        assert_eq!(v["error"]["code"], "RATE_LIMITED");
+        assert_eq!(v["error"]["requestId"], "req-7");
+        assert_eq!(res.headers()["content-type"], "application/json");
+        assert_eq!(res.headers()["ratelimit"], "\"default\";r=0;t=3");
+        assert_eq!(problem(&res).get_rejected_by(), Some("rate_limit"));
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn fits_axum_without_handle_error() {
+        fn assert_router(_: axum::Router) {}
+        let stack = ServiceBuilder::new()
+            .layer(ErrorLayer::new())
+            .load_shed()
+            .concurrency_limit(64)
+            .timeout(Duration::from_secs(1));
+        let router = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .layer(stack);
+        assert_router(router.layer(ErrorLayer::new()));
+    }
+}
