@@ -20,9 +20,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_ops::client_ip::ClientIpLayer;
-use tower_ops::error::Problem;
+use tower_ops::error::{ErrorLayer, Problem};
 use tower_ops::health::{HealthRegistryBuilder, check_fn};
 use tower_ops::log::RequestLogLayer;
+use tower_ops::metrics::{MetricsExporter, MetricsLayer};
+use tower_ops::paths::PathSet;
 use tower_ops::request_id::RequestIdLayer;
 use tower_ops::route::CaptureRouteLayer;
 use tower_ops::shutdown::ShutdownBuilder;
@@ -100,13 +102,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .readiness(health.readiness().clone())
         .build();
 
+    // Metrics into our own registry; /metrics honours METRICS_TOKEN.
+    let (metrics, registry) = MetricsLayer::builder()
+        .skip_paths(PathSet::probes())
+        .build();
+    let exporter = MetricsExporter::from_env(registry)?;
+
     // The canonical order, outermost first.
     let stack = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
         .layer(ClientIpLayer::from_env()?)
-        .layer(RequestLogLayer::from_env()?);
+        .layer(RequestLogLayer::from_env()?)
+        .layer(metrics)
+        .layer(ErrorLayer::from_env()?);
     let app = app()
         .merge(health.router())
+        .merge(exporter.into_router())
         .layer(CaptureRouteLayer::new())
         .layer(stack)
         .layer(shutdown.in_flight_layer());
