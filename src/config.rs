@@ -70,7 +70,11 @@ impl fmt::Display for ConfigError {
         }
         f.write_str(")")?;
         for p in &self.problems {
-            write!(f, "\n  {}={:?}: expected {}", p.variable, p.value, p.expected)?;
+            write!(
+                f,
+                "\n  {}={:?}: expected {}",
+                p.variable, p.value, p.expected
+            )?;
         }
         Ok(())
     }

@@ -35,7 +35,14 @@ mod tests {
 
     #[test]
     fn escapes_round_trip() {
-        for s in ["plain", "q\"b\\", "nl\n\r\t", "\u{0}\u{1f}\u{7f}", "é✓😀", ""] {
+        for s in [
+            "plain",
+            "q\"b\\",
+            "nl\n\r\t",
+            "\u{0}\u{1f}\u{7f}",
+            "é✓😀",
+            "",
+        ] {
             let mut out = String::new();
             push_str(&mut out, s);
             let back: String = serde_json::from_str(&out).unwrap();

@@ -6,6 +6,8 @@ pub mod client_ip;
 pub mod config;
 pub mod error;
 mod json;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 pub mod request_id;
 pub mod route;
 mod time;

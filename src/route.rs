@@ -90,7 +90,7 @@ impl fmt::Display for MatchedRoute {
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use self::capture::{CaptureRoute, CaptureRouteLayer, CaptureRouteFuture};
+pub use self::capture::{CaptureRoute, CaptureRouteFuture, CaptureRouteLayer};
 
 #[cfg(feature = "axum")]
 mod capture {
@@ -229,7 +229,10 @@ mod tests {
                 .oneshot(Request::get(path).body(Body::empty()).unwrap())
                 .await
                 .unwrap();
-            let got = res.extensions().get::<MatchedRoute>().map(|r| r.as_str().to_owned());
+            let got = res
+                .extensions()
+                .get::<MatchedRoute>()
+                .map(|r| r.as_str().to_owned());
             assert_eq!(got.as_deref(), want, "{path}");
         }
     }

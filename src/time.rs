@@ -43,9 +43,21 @@ mod tests {
     fn known_instants() {
         let at = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
         assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(at(951_782_400, 7)), "2000-02-29T00:00:00.007Z");
-        assert_eq!(rfc3339_millis(at(1_795_255_200, 999)), "2026-11-21T10:00:00.999Z");
-        assert_eq!(rfc3339_millis(at(4_107_542_399, 0)), "2100-02-28T23:59:59.000Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(at(951_782_400, 7)),
+            "2000-02-29T00:00:00.007Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(1_795_255_200, 999)),
+            "2026-11-21T10:00:00.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(4_107_542_399, 0)),
+            "2100-02-28T23:59:59.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -120,7 +120,10 @@ pub(crate) fn parse_proxies(list: &str) -> Result<Vec<IpNet>, String> {
         .filter(|item| !item.is_empty())
         .map(|item| {
             item.parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(|ip| IpNet::from(ip.to_canonical())))
+                .or_else(|_| {
+                    item.parse::<IpAddr>()
+                        .map(|ip| IpNet::from(ip.to_canonical()))
+                })
                 .map_err(|_| item.to_owned())
         })
         .collect()
@@ -303,7 +306,8 @@ mod tests {
     }
 
     fn proxies() -> ClientIpLayer {
-        ClientIpLayer::new().trusted_proxies(parse_proxies("10.0.0.0/8, 2001:db8:ffff::/48").unwrap())
+        ClientIpLayer::new()
+            .trusted_proxies(parse_proxies("10.0.0.0/8, 2001:db8:ffff::/48").unwrap())
     }
 
     #[test]
@@ -319,7 +323,11 @@ mod tests {
 
     #[test]
     fn untrusted_peer_ignores_headers() {
-        let got = ip_of(&proxies(), Some("9.9.9.9:1"), &[("x-forwarded-for", "1.2.3.4")]);
+        let got = ip_of(
+            &proxies(),
+            Some("9.9.9.9:1"),
+            &[("x-forwarded-for", "1.2.3.4")],
+        );
         assert_eq!(got.unwrap(), "9.9.9.9");
     }
 
@@ -342,7 +350,10 @@ mod tests {
         assert_eq!(x("[2001:db8::1]:80, 2001:db8:ffff::2"), "2001:db8::1");
         assert_eq!(x("::ffff:1.2.3.4"), "1.2.3.4");
         assert_eq!(ip_of(&l, p, &[]).unwrap(), "10.0.0.1");
-        let two_lines = [("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")];
+        let two_lines = [
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ];
         assert_eq!(ip_of(&l, p, &two_lines).unwrap(), "2.2.2.2");
     }
 
@@ -374,7 +385,10 @@ mod tests {
         let l = proxies().header(ForwardedHeader::Forwarded);
         let p = Some("10.0.0.1:1");
         let f = |v| ip_of(&l, p, &[("forwarded", v)]).unwrap();
-        assert_eq!(f("for=6.6.6.6, for=\"[2001:db8::5]:4711\";proto=https"), "2001:db8::5");
+        assert_eq!(
+            f("for=6.6.6.6, for=\"[2001:db8::5]:4711\";proto=https"),
+            "2001:db8::5"
+        );
         assert_eq!(f("for=1.2.3.4, for=10.1.1.1;by=10.0.0.1"), "1.2.3.4");
         assert_eq!(f("for=1.2.3.4, for=_hidden"), "10.0.0.1");
         assert_eq!(f("for=1.2.3.4, for=unknown"), "10.0.0.1");
@@ -389,7 +403,10 @@ mod tests {
 
     #[test]
     fn proxy_list_parsing() {
-        assert_eq!(parse_proxies("10.0.0.0/8 ::1,192.168.1.1").unwrap().len(), 3);
+        assert_eq!(
+            parse_proxies("10.0.0.0/8 ::1,192.168.1.1").unwrap().len(),
+            3
+        );
         assert_eq!(parse_proxies("10.0.0.0/33").unwrap_err(), "10.0.0.0/33");
         assert_eq!(parse_proxies("").unwrap().len(), 0);
     }

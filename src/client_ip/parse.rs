@@ -70,9 +70,13 @@ pub(crate) fn xff_rev<'a>(
     values.rev().flat_map(|value| {
         let text = value.to_str();
         let malformed = text.is_err();
-        text.unwrap_or_default()
-            .rsplit(',')
-            .map(move |entry| if malformed { Node::Malformed } else { node(entry) })
+        text.unwrap_or_default().rsplit(',').map(move |entry| {
+            if malformed {
+                Node::Malformed
+            } else {
+                node(entry)
+            }
+        })
     })
 }
 
@@ -185,12 +189,25 @@ mod tests {
         assert_eq!(node("[2001:db8::1]"), ip("2001:db8::1"));
         assert_eq!(node("[2001:db8::1]:443"), ip("2001:db8::1"));
         assert_eq!(node("fe80::1%eth0"), ip("fe80::1"));
-        assert_eq!(node("::ffff:10.0.0.1"), Node::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(
+            node("::ffff:10.0.0.1"),
+            Node::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        );
         assert_eq!(node("unknown"), Node::Opaque);
         assert_eq!(node("_hidden"), Node::Opaque);
         for bad in [
-            "", "abc", "1.2.3", "1.2.3.4:", "1.2.3.4:99999", "[2001:db8::1", "[::1]x",
-            "[::1]:", "1.2.3.4.5", "300.1.1.1", "<script>", "1.2.3.4 5.6.7.8",
+            "",
+            "abc",
+            "1.2.3",
+            "1.2.3.4:",
+            "1.2.3.4:99999",
+            "[2001:db8::1",
+            "[::1]x",
+            "[::1]:",
+            "1.2.3.4.5",
+            "300.1.1.1",
+            "<script>",
+            "1.2.3.4 5.6.7.8",
         ] {
             assert_eq!(node(bad), Node::Malformed, "{bad}");
         }
@@ -216,16 +233,30 @@ mod tests {
         let got = forwarded_rev([&v].into_iter());
         assert_eq!(
             got,
-            vec![Node::Opaque, Node::Opaque, ip("2001:db8:cafe::17"), ip("192.0.2.60")]
+            vec![
+                Node::Opaque,
+                Node::Opaque,
+                ip("2001:db8:cafe::17"),
+                ip("192.0.2.60")
+            ]
         );
         let quoted_comma = HeaderValue::from_static("for=\"a,b\";proto=http, for=1.2.3.4");
         assert_eq!(
             forwarded_rev([&quoted_comma].into_iter()),
             vec![ip("1.2.3.4"), Node::Malformed]
         );
-        for bad in ["for=\"1.2.3.4", "for", "for=1.2.3.4;for=5.6.7.8", "for=\"1.2.3.4\\\"\""] {
+        for bad in [
+            "for=\"1.2.3.4",
+            "for",
+            "for=1.2.3.4;for=5.6.7.8",
+            "for=\"1.2.3.4\\\"\"",
+        ] {
             let v = HeaderValue::from_str(bad).unwrap();
-            assert_eq!(forwarded_rev([&v].into_iter()), vec![Node::Malformed], "{bad}");
+            assert_eq!(
+                forwarded_rev([&v].into_iter()),
+                vec![Node::Malformed],
+                "{bad}"
+            );
         }
         let obfuscated = HeaderValue::from_static("for=\"_hidden:_port\"");
         assert_eq!(forwarded_rev([&obfuscated].into_iter()), vec![Node::Opaque]);

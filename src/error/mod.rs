@@ -35,9 +35,9 @@ mod problem;
 mod render;
 
 pub use self::problem::{Code, FieldError, Location, Problem};
-pub use self::render::{ErrorFormat, RenderProblem, Renderer};
 #[allow(unused_imports)] // used by the error layer
 pub(crate) use self::render::chain;
+pub use self::render::{ErrorFormat, RenderProblem, Renderer};
 
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Problem {

@@ -138,7 +138,10 @@ impl Renderer {
 /// The detail a client may see.
 fn public_detail(problem: &Problem, expose_internal: bool) -> Option<String> {
     let detail = problem.detail.as_deref();
-    match (&problem.source, expose_internal && problem.status.is_server_error()) {
+    match (
+        &problem.source,
+        expose_internal && problem.status.is_server_error(),
+    ) {
         (Some(source), true) => Some(match detail {
             Some(d) => format!("{d}: {}", chain(source.as_ref())),
             None => chain(source.as_ref()),
@@ -302,7 +305,10 @@ mod tests {
         let hidden = String::from_utf8(Renderer::default().body(&p).to_vec()).unwrap();
         assert!(!hidden.contains("hunter2"), "{hidden}");
         assert!(!hidden.contains("custom title"), "{hidden}");
-        assert_eq!(parse(&Bytes::from(hidden))["title"], "Internal Server Error");
+        assert_eq!(
+            parse(&Bytes::from(hidden))["title"],
+            "Internal Server Error"
+        );
         let shown = Renderer::default().expose_internal(true).body(&p);
         assert!(String::from_utf8_lossy(&shown).contains("hunter2"));
     }
@@ -348,13 +354,24 @@ mod tests {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
-        assert_eq!(r.extensions().get::<Problem>().unwrap().get_rejected_by(), Some("error"));
+        assert_eq!(
+            r.extensions().get::<Problem>().unwrap().get_rejected_by(),
+            Some("error")
+        );
     }
 
     #[test]
     fn codes_for_statuses() {
-        for (s, c) in [(404, "NOT_FOUND"), (502, "INTERNAL"), (418, "BAD_REQUEST"), (504, "TIMEOUT")] {
-            assert_eq!(Code::for_status(StatusCode::from_u16(s).unwrap()).as_str(), c);
+        for (s, c) in [
+            (404, "NOT_FOUND"),
+            (502, "INTERNAL"),
+            (418, "BAD_REQUEST"),
+            (504, "TIMEOUT"),
+        ] {
+            assert_eq!(
+                Code::for_status(StatusCode::from_u16(s).unwrap()).as_str(),
+                c
+            );
         }
     }
 }

@@ -132,8 +132,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let id = match self.policy {
-            IncomingPolicy::UseValid => incoming(req.headers())
-                .unwrap_or_else(|| self.maker.make_request_id(&req)),
+            IncomingPolicy::UseValid => {
+                incoming(req.headers()).unwrap_or_else(|| self.maker.make_request_id(&req))
+            }
             IncomingPolicy::AlwaysGenerate => self.maker.make_request_id(&req),
             IncomingPolicy::GenerateAndKeep => {
                 if let Some(client) = incoming(req.headers()) {
@@ -215,7 +216,10 @@ mod tests {
             .await
             .unwrap();
         let header = res.headers()[X_REQUEST_ID].to_str().unwrap().to_owned();
-        assert_eq!(res.extensions().get::<RequestId>().unwrap().as_str(), header);
+        assert_eq!(
+            res.extensions().get::<RequestId>().unwrap().as_str(),
+            header
+        );
         assert_eq!(res.headers().get_all(X_REQUEST_ID).iter().count(), 1);
         (header, res.into_body())
     }
@@ -235,7 +239,10 @@ mod tests {
             let (id, _) = run(l(), &[("x-request-id", bad)]).await;
             assert!(is_generated(&id), "{bad:?} gave {id}");
         }
-        assert_eq!(run(l(), &[("x-request-id", &[b'a'; 128])]).await.0.len(), 128);
+        assert_eq!(
+            run(l(), &[("x-request-id", &[b'a'; 128])]).await.0.len(),
+            128
+        );
     }
 
     #[tokio::test]
@@ -268,8 +275,8 @@ mod tests {
 
     #[tokio::test]
     async fn custom_maker_and_overwrites_inner_header() {
-        let layer = RequestIdLayer::new()
-            .with_maker(|_: &Request<()>| RequestId::new("made").unwrap());
+        let layer =
+            RequestIdLayer::new().with_maker(|_: &Request<()>| RequestId::new("made").unwrap());
         let svc = layer.layer(service_fn(|_req: Request<()>| async {
             let mut res = Response::new(());
             res.headers_mut()

@@ -170,7 +170,8 @@ pub fn is_valid(bytes: &[u8]) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_LEN
         && bytes.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'/' | b'+' | b'=' | b'-')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'_' | b':' | b'@' | b'/' | b'+' | b'=' | b'-')
         })
 }
 
@@ -189,7 +190,10 @@ pub fn current() -> Option<RequestId> {
 }
 
 /// Runs `future` with `id` as the [`current()`] request id.
-pub fn scope<F: Future>(id: RequestId, future: F) -> tokio::task::futures::TaskLocalFuture<RequestId, F> {
+pub fn scope<F: Future>(
+    id: RequestId,
+    future: F,
+) -> tokio::task::futures::TaskLocalFuture<RequestId, F> {
     CURRENT.scope(id, future)
 }
 
@@ -249,7 +253,10 @@ mod tests {
         assert!(RequestId::new("not ok").is_none());
         let v = HeaderValue::from_bytes(b"\xe9t\xe9").unwrap();
         assert!(RequestId::from_header_value(&v).is_none());
-        assert_eq!(format!("{:?}", RequestId::new("x").unwrap()), "RequestId(\"x\")");
+        assert_eq!(
+            format!("{:?}", RequestId::new("x").unwrap()),
+            "RequestId(\"x\")"
+        );
     }
 
     #[tokio::test]
