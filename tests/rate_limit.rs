@@ -400,3 +400,60 @@ async fn every_policy_emits_valid_fields() {
     assert_eq!(names.len(), 5, "{names:?}");
     assert!(names.contains("auth _login_"));
 }
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Run with `cargo test --release --all-features --test rate_limit -- --ignored memory --nocapture`.
+#[test]
+#[ignore = "memory measurement"]
+fn one_million_keys_fit_in_128_mb_and_memory_returns_when_idle() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tower::{Layer, Service, service_fn};
+
+    let clock = RateLimitClock::manual();
+    let layer = RateLimitLayer::with_quota(Quota::per_minute(100)).clock(clock.clone());
+    let mut svc = layer.layer(service_fn(|_r: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    }));
+    let before = rss_bytes();
+    for i in 0..1_000_000u32 {
+        let mut r = http::Request::new(());
+        r.extensions_mut()
+            .insert(tower_ops::client_ip::ClientIp::from_peer(
+                std::net::IpAddr::from((0x0B00_0000 + i).to_be_bytes()),
+            ));
+        let mut fut = std::pin::pin!(svc.call(r));
+        let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        else {
+            panic!("pending")
+        };
+        assert_eq!(resp.status(), 200);
+    }
+    let full = rss_bytes();
+    assert_eq!(layer.len(), 1_000_000);
+    let grown = full.saturating_sub(before);
+    println!(
+        "1,000,000 keys: +{} MB RSS ({} bytes/key)",
+        grown >> 20,
+        grown / 1_000_000
+    );
+    assert!(grown < 128 << 20, "{} MB", grown >> 20);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(layer.cleanup(), 1_000_000);
+    let idle = rss_bytes();
+    println!(
+        "after cleanup: {} MB above the start",
+        idle.saturating_sub(before) >> 20
+    );
+    assert!(
+        idle < full - grown / 2,
+        "memory was not returned: {} -> {} MB",
+        full >> 20,
+        idle >> 20
+    );
+}

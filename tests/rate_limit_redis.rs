@@ -272,3 +272,42 @@ async fn killed_redis_applies_the_failure_mode_and_recovers() {
     }
     assert_eq!(ok, 2);
 }
+
+/// Prints checks per second through the layer, in process and on Redis over
+/// loopback. Run with `--release -- --ignored throughput --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn throughput_in_process_vs_redis() {
+    let redis = Redis::start();
+    let quota = Quota::per(1_000_000, Duration::from_millis(1));
+    let layers = [
+        ("in-process", RateLimitLayer::with_quota(quota)),
+        (
+            "redis",
+            layer(&redis.url(), quota, FailureMode::Closed).backend_timeout(Duration::from_secs(5)),
+        ),
+    ];
+    for (name, l) in layers {
+        const N: usize = 20_000;
+        const TASKS: usize = 64;
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let svc = instance(&l);
+                tokio::spawn(async move {
+                    for i in 0..N / TASKS {
+                        let ip = format!("10.{}.{}.{}", t, i >> 8, i & 255);
+                        let status = svc.clone().oneshot(from(&ip)).await.unwrap().status();
+                        assert_eq!(status, StatusCode::OK);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let per_sec = (N / TASKS * TASKS) as f64 / start.elapsed().as_secs_f64();
+        println!("{name}: {per_sec:.0} checks/s");
+        assert_eq!(l.fallbacks(), 0);
+    }
+}

@@ -29,7 +29,7 @@ type SkipFn = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 /// an example. Clones share their state; build the layer once and reuse it.
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    config: Config,
+    // One `Arc`: axum may clone the layer for every request it routes.
     shared: Arc<Shared>,
 }
 
@@ -56,6 +56,7 @@ struct RemoteConfig {
 }
 
 struct Shared {
+    config: Config,
     policies: Vec<Policy>,
     headers: Vec<PolicyHeaders>,
     local: Arc<LocalState>,
@@ -110,9 +111,9 @@ impl RateLimitLayer {
         Self::new().policy(Policy::new("default", quota))
     }
 
-    /// The `default` policy from `RATE_LIMIT_MAX_REQUESTS` [100] per
-    /// `RATE_LIMIT_WINDOW_MS` [60000], keyed by client IP; the renderer from
-    /// `ERROR_FORMAT`; the failure mode from `RATE_LIMIT_FAILURE_MODE` [local]; and,
+    /// The `default` policy from `RATE_LIMIT_MAX_REQUESTS` (default 100) per
+    /// `RATE_LIMIT_WINDOW_MS` (default 60000), keyed by client IP; the renderer from
+    /// `ERROR_FORMAT`; the failure mode from `RATE_LIMIT_FAILURE_MODE` (default local); and,
     /// with the `redis` feature, a Redis backend when `REDIS_URL` is set.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
@@ -170,13 +171,15 @@ impl RateLimitLayer {
     }
 
     fn from_config(config: Config) -> Self {
-        let shared = Arc::new(Shared::new(&config));
-        Self { config, shared }
+        Self {
+            shared: Arc::new(Shared::new(config)),
+        }
     }
 
-    fn map(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        f(&mut self.config);
-        Self::from_config(self.config)
+    fn map(self, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.shared.config.clone();
+        f(&mut config);
+        Self::from_config(config)
     }
 
     /// Adds a policy. Policies are checked in order and each that applies to a
@@ -332,12 +335,13 @@ fn read_number(errors: &mut ConfigError, name: &str, default: u64) -> u64 {
 
 impl fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.shared.config;
         f.debug_struct("RateLimitLayer")
-            .field("policies", &self.config.policies)
-            .field("skip_paths", &self.config.skip_paths)
-            .field("headers", &self.config.headers)
-            .field("backend", &self.config.remote.is_some())
-            .field("failure_mode", &self.config.failure_mode)
+            .field("policies", &config.policies)
+            .field("skip_paths", &config.skip_paths)
+            .field("headers", &config.headers)
+            .field("backend", &config.remote.is_some())
+            .field("failure_mode", &config.failure_mode)
             .field("tracked_keys", &self.len())
             .finish()
     }
@@ -347,7 +351,7 @@ impl fmt::Debug for RateLimitLayer {
 const DEFAULT_SECRET: &[u8] = b"tower-ops rate limit";
 
 impl Shared {
-    fn new(config: &Config) -> Self {
+    fn new(config: Config) -> Self {
         let local = LocalState {
             limiters: config
                 .policies
@@ -388,6 +392,7 @@ impl Shared {
                     .clone()
                     .unwrap_or_else(|| Arc::from(DEFAULT_SECRET)),
             }),
+            config,
         }
     }
 
@@ -655,10 +660,12 @@ where
             let service = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture {
                 kind: Kind::Checking {
-                    check: Box::pin(decide_remote(shared.clone(), checks)),
-                    service: Some(service),
-                    request: Some(request),
-                    shared: shared.clone(),
+                    state: Box::new(Checking {
+                        check: Box::pin(decide_remote(shared.clone(), checks)),
+                        service: Some(service),
+                        request: Some(request),
+                        shared: shared.clone(),
+                    }),
                 },
             };
         }
@@ -678,6 +685,13 @@ where
 }
 
 type HeaderJob = (Arc<Shared>, usize, Outcome);
+
+struct Checking<S, ReqBody> {
+    check: Pin<Box<dyn Future<Output = Verdict> + Send>>,
+    service: Option<S>,
+    request: Option<Request<ReqBody>>,
+    shared: Arc<Shared>,
+}
 
 pin_project! {
     /// The future of [`RateLimit`].
@@ -701,11 +715,9 @@ pin_project! {
             future: S::Future,
             headers: Option<HeaderJob>,
         },
+        // Boxed: the in-process path should not move a whole request around.
         Checking {
-            check: Pin<Box<dyn Future<Output = Verdict> + Send>>,
-            service: Option<S>,
-            request: Option<Request<ReqBody>>,
-            shared: Arc<Shared>,
+            state: Box<Checking<S, ReqBody>>,
         },
         Ready {
             response: Option<Response<ResponseBody<ResBody>>>,
@@ -755,12 +767,13 @@ where
                         None => panic!("ResponseFuture polled after completion"),
                     };
                 }
-                KindProj::Checking {
-                    check,
-                    service,
-                    request,
-                    shared,
-                } => {
+                KindProj::Checking { state } => {
+                    let Checking {
+                        check,
+                        service,
+                        request,
+                        shared,
+                    } = &mut **state;
                     let verdict = ready!(check.as_mut().poll(cx));
                     match (verdict, service.take(), request.take()) {
                         (Verdict::Pass(headers), Some(mut service), Some(request)) => {

@@ -80,9 +80,9 @@
 //!
 //! # From the environment
 //!
-//! [`RateLimitLayer::from_env`] reads `RATE_LIMIT_MAX_REQUESTS` [100] per
-//! `RATE_LIMIT_WINDOW_MS` [60000], `RATE_LIMIT_FAILURE_MODE` (local|open|closed,
-//! [local]) and, with the `redis` feature, `REDIS_URL`.
+//! [`RateLimitLayer::from_env`] reads `RATE_LIMIT_MAX_REQUESTS` (default 100) per
+//! `RATE_LIMIT_WINDOW_MS` (default 60000), `RATE_LIMIT_FAILURE_MODE` (local|open|closed,
+//! default local) and, with the `redis` feature, `REDIS_URL`.
 //!
 //! # Several policies
 //!
