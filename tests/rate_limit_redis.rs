@@ -244,7 +244,7 @@ async fn killed_redis_applies_the_failure_mode_and_recovers() {
     for l in [&local, &open, &closed] {
         assert!(l.fallbacks() >= 4, "{}", l.fallbacks());
     }
-    assert!(local.len() > 0);
+    assert!(!local.is_empty());
 
     // Restart on the same port: every instance goes back to Redis by itself.
     let _redis = Redis::start_on(port);
