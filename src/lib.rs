@@ -63,6 +63,8 @@ pub mod log;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod paths;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 pub mod redact;
 pub mod request_id;
 pub mod route;

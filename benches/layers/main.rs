@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod log;
 mod metrics;
+mod rate_limit;
 mod redact;
 mod request_id;
 mod support;
@@ -20,6 +21,7 @@ criterion::criterion_group!(
     health::bench,
     log::bench,
     metrics::bench,
+    rate_limit::bench,
     redact::bench,
     request_id::bench,
 );

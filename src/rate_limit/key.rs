@@ -1,0 +1,254 @@
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use super::policy::RequestHead;
+use crate::client_ip::ClientIp;
+#[allow(unused_imports)] // linked from the docs
+use crate::client_ip::ClientIpLayer;
+
+/// What a policy counts requests by.
+///
+/// - [`KeyBy::client_ip`]: the [`ClientIp`] request extension set by
+///   [`ClientIpLayer`] (which decides whether proxies are trusted; forwarding
+///   headers are never read here). Without that layer the peer address of the
+///   connection is used. IPv4-mapped IPv6 addresses count as IPv4, and IPv6
+///   addresses are grouped by their /56 prefix, the block one subscriber usually
+///   holds, so rotating addresses inside it gains nothing.
+/// - [`KeyBy::header`]: the value of a header such as `x-api-key`. Values are
+///   hashed with a keyed hash before they are stored; the raw value is never kept.
+///   Requests without the header are not counted by this policy.
+/// - [`KeyBy::extension`]: a [`RateLimitKey`] the application inserted in the
+///   request extensions (a user or tenant id, set by an authentication layer).
+///   Requests without one are not counted by this policy.
+/// - [`KeyBy::global`]: one bucket for every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyBy {
+    /// The client address, IPv6 grouped by a prefix of `ipv6_prefix` bits.
+    ClientIp {
+        /// The IPv6 prefix length that forms one key (56 by default).
+        ipv6_prefix: u8,
+    },
+    /// The value of a request header, hashed.
+    Header(HeaderName),
+    /// A [`RateLimitKey`] request extension.
+    Extension,
+    /// Every request shares one bucket.
+    Global,
+}
+
+impl Default for KeyBy {
+    fn default() -> Self {
+        Self::client_ip()
+    }
+}
+
+impl KeyBy {
+    /// The client address, IPv6 grouped by /56.
+    pub fn client_ip() -> Self {
+        Self::ClientIp { ipv6_prefix: 56 }
+    }
+
+    /// The client address, IPv6 grouped by a prefix of `len` bits (at most 128).
+    pub fn client_ip_v6_prefix(len: u8) -> Self {
+        Self::ClientIp {
+            ipv6_prefix: len.min(128),
+        }
+    }
+
+    /// The value of the header `name`.
+    pub fn header(name: HeaderName) -> Self {
+        Self::Header(name)
+    }
+
+    /// The [`RateLimitKey`] extension set by the application.
+    pub fn extension() -> Self {
+        Self::Extension
+    }
+
+    /// One bucket for everything.
+    pub fn global() -> Self {
+        Self::Global
+    }
+
+    /// The key material of a request, or `None` when this policy does not count it.
+    #[inline]
+    pub(crate) fn material<'a>(&self, head: &RequestHead<'a>) -> Option<Material<'a>> {
+        match self {
+            KeyBy::ClientIp { ipv6_prefix } => {
+                let ip = client_ip(head.extensions);
+                Some(Material::Ip(mask_ip(ip, *ipv6_prefix)))
+            }
+            KeyBy::Header(name) => head
+                .headers
+                .get(name)
+                .map(|v| Material::Bytes(v.as_bytes())),
+            KeyBy::Extension => head
+                .extensions
+                .get::<RateLimitKey>()
+                .map(|k| Material::Bytes(k.0.as_bytes())),
+            KeyBy::Global => Some(Material::Global),
+        }
+    }
+}
+
+/// The [`ClientIp`] extension; without [`ClientIpLayer`], the peer of the
+/// connection (trusting no header); with no peer either, one shared "unknown" key.
+#[inline]
+fn client_ip(extensions: &http::Extensions) -> IpAddr {
+    if let Some(ip) = extensions.get::<ClientIp>() {
+        return ip.ip();
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        return info.0.ip();
+    }
+    extensions
+        .get::<std::net::SocketAddr>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), std::net::SocketAddr::ip)
+}
+
+/// The part of a request that identifies its bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Material<'a> {
+    Ip(IpAddr),
+    Bytes(&'a [u8]),
+    Global,
+}
+
+impl Material<'_> {
+    /// The in-process key: a 64-bit keyed hash (random key per process), so that
+    /// header values are never stored and keys cost 8 bytes whatever their length.
+    #[inline]
+    pub(crate) fn local(&self, hasher: &std::hash::RandomState) -> u64 {
+        // One fixed-size write per key kind: cheaper than hashing the enum.
+        match self {
+            Material::Ip(IpAddr::V4(v4)) => hasher.hash_one(u64::from(v4.to_bits()) | 1 << 32),
+            Material::Ip(IpAddr::V6(v6)) => hasher.hash_one(v6.to_bits()),
+            Material::Bytes(bytes) => hasher.hash_one(bytes),
+            Material::Global => 0,
+        }
+    }
+
+    /// The key shown to a shared backend: the masked address, or a SHA-1 of the
+    /// secret and the value (stable across instances that share the secret).
+    pub(crate) fn shared(&self, secret: &[u8]) -> String {
+        match self {
+            Material::Ip(ip) => format!("ip:{ip}"),
+            Material::Bytes(bytes) => {
+                let mut sha = sha1_smol::Sha1::new();
+                sha.update(secret);
+                sha.update(bytes);
+                format!("h:{}", sha.digest())
+            }
+            Material::Global => "global".to_owned(),
+        }
+    }
+}
+
+/// Canonicalises IPv4-mapped addresses and keeps the first `prefix` bits of IPv6.
+pub(crate) fn mask_ip(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = match prefix.min(128) {
+                0 => 0,
+                n => u128::MAX << (128 - u32::from(n)),
+            };
+            IpAddr::V6(Ipv6Addr::from(bits & mask))
+        }
+        v4 => v4,
+    }
+}
+
+/// A rate-limit key the application sets: insert it in the request extensions
+/// (for example in an authentication layer) and use [`KeyBy::extension`].
+///
+/// ```
+/// use tower_ops::rate_limit::RateLimitKey;
+///
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(RateLimitKey::new("user:42"));
+/// assert_eq!(request.extensions().get::<RateLimitKey>().unwrap().as_str(), "user:42");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RateLimitKey(Arc<str>);
+
+impl RateLimitKey {
+    /// A key from any string (a user id, a tenant, a plan and a user...).
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RateLimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RateLimitKey").field(&self.0).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_grouped_by_prefix() {
+        assert_eq!(
+            mask_ip(ip("2001:db8:1:ff12:aaaa::1"), 56),
+            ip("2001:db8:1:ff00::")
+        );
+        assert_eq!(
+            mask_ip(ip("2001:db8:1:ff12:aaaa::1"), 56),
+            mask_ip(ip("2001:0db8:0001:ffee:0:0:0:ffff"), 56)
+        );
+        assert_ne!(
+            mask_ip(ip("2001:db8:1:ff00::"), 56),
+            mask_ip(ip("2001:db8:1:fe00::"), 56)
+        );
+        assert_eq!(mask_ip(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(mask_ip(ip("2001:db8::1"), 0), ip("::"));
+        assert_eq!(mask_ip(ip("2001:db8::1"), 200), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_is_ipv4_and_not_masked() {
+        assert_eq!(mask_ip(ip("::ffff:203.0.113.9"), 56), ip("203.0.113.9"));
+        assert_ne!(
+            mask_ip(ip("::ffff:203.0.113.9"), 56),
+            mask_ip(ip("::ffff:198.51.100.1"), 56)
+        );
+        assert_eq!(mask_ip(IpAddr::V4(Ipv4Addr::LOCALHOST), 8), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn shared_keys_hide_values() {
+        let secret = b"s";
+        let k = Material::Bytes(b"sk_live_123").shared(secret);
+        assert!(k.starts_with("h:") && !k.contains("sk_live"));
+        assert_eq!(k.len(), 2 + 40);
+        assert_ne!(k, Material::Bytes(b"sk_live_123").shared(b"other"));
+        assert_eq!(Material::Ip(ip("10.0.0.1")).shared(secret), "ip:10.0.0.1");
+        assert_eq!(Material::Global.shared(secret), "global");
+        let h = std::hash::RandomState::new();
+        assert_eq!(Material::Global.local(&h), Material::Global.local(&h));
+        assert_ne!(
+            Material::Bytes(b"a").local(&h),
+            Material::Bytes(b"b").local(&h)
+        );
+    }
+}

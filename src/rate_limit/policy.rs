@@ -1,0 +1,313 @@
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, Method, Request, Uri};
+
+use super::key::KeyBy;
+use super::quota::Quota;
+
+/// The parts of a request that predicates, cost functions and keys look at.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) uri: &'a Uri,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) extensions: &'a Extensions,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The head of `request`.
+    pub fn of<B>(request: &'a Request<B>) -> Self {
+        Self {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The URI.
+    pub fn uri(&self) -> &'a Uri {
+        self.uri
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    /// The request extensions.
+    pub fn extensions(&self) -> &'a Extensions {
+        self.extensions
+    }
+}
+
+/// A set of path patterns, such as the probe and noise routes
+/// `["/health/*", "/metrics"]` that logging, metrics and rate limiting all skip.
+///
+/// Patterns match the request path segment by segment: `*` matches any characters
+/// inside one segment (`/health/*` matches `/health/live`, not `/health/a/b`), and a
+/// last segment `**` matches any number of segments (`/admin/**` matches `/admin`,
+/// `/admin/users/7`). Everything else is literal. Route templates are not known
+/// before routing, so patterns match the path itself.
+///
+/// ```
+/// use tower_ops::rate_limit::PathPatterns;
+///
+/// let probes = PathPatterns::new(["/health/*", "/metrics", "/static/**"]);
+/// assert!(probes.matches("/health/ready"));
+/// assert!(probes.matches("/static/css/site.css"));
+/// assert!(!probes.matches("/health/ready/extra"));
+/// assert!(!probes.matches("/metricsx"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PathPatterns {
+    patterns: Arc<[Box<str>]>,
+}
+
+impl PathPatterns {
+    /// A set of the given patterns.
+    pub fn new<I>(patterns: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self {
+            patterns: patterns
+                .into_iter()
+                .map(|p| Box::from(p.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// Whether the set holds no pattern.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether `path` matches one of the patterns.
+    pub fn matches(&self, path: &str) -> bool {
+        self.patterns.iter().any(|p| path_matches(p, path))
+    }
+}
+
+impl fmt::Debug for PathPatterns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.patterns.iter()).finish()
+    }
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut pat = pattern.split('/');
+    let mut segs = path.split('/');
+    loop {
+        match (pat.next(), segs.next()) {
+            (Some("**"), _) => return pat.next().is_none(),
+            (Some(p), Some(s)) if segment_matches(p.as_bytes(), s.as_bytes()) => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// `*` wildcard match within one segment, linear backtracking on the last star.
+fn segment_matches(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, i));
+            p += 1;
+        } else if p < pat.len() && pat[p] == s[i] {
+            p += 1;
+            i += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+type CostFn = Arc<dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync>;
+
+/// One named limit: a quota, what it counts by, and which requests it applies to.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Method;
+/// use tower_ops::rate_limit::{KeyBy, Policy, Quota};
+///
+/// let auth = Policy::new("auth", Quota::per(5, Duration::from_secs(15 * 60)))
+///     .paths(["/auth/**", "/login"])
+///     .methods([Method::POST])
+///     .key(KeyBy::client_ip());
+/// assert_eq!(auth.name(), "auth");
+/// ```
+#[derive(Clone)]
+pub struct Policy {
+    pub(crate) name: Arc<str>,
+    pub(crate) quota: Quota,
+    pub(crate) key: KeyBy,
+    pub(crate) paths: Option<PathPatterns>,
+    pub(crate) methods: Option<Arc<[Method]>>,
+    pub(crate) cost: Option<CostFn>,
+}
+
+impl Policy {
+    /// A policy named `name` (the name shown in the `RateLimit` headers), applying
+    /// to every request and keyed by client IP.
+    ///
+    /// Characters a structured-field string cannot hold (`"`, `\`, control and
+    /// non-ASCII characters) are replaced by `_`.
+    pub fn new(name: &str, quota: Quota) -> Self {
+        let name: String = name
+            .chars()
+            .map(|c| match c {
+                ' '..='~' if c != '"' && c != '\\' => c,
+                _ => '_',
+            })
+            .collect();
+        Self {
+            name: name.into(),
+            quota,
+            key: KeyBy::client_ip(),
+            paths: None,
+            methods: None,
+            cost: None,
+        }
+    }
+
+    /// What the policy counts requests by (client IP by default).
+    pub fn key(mut self, key: KeyBy) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Applies only to paths matching one of `patterns` (see [`PathPatterns`]).
+    pub fn paths<I>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.paths = Some(PathPatterns::new(patterns));
+        self
+    }
+
+    /// Applies only to these methods.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// How many units of the quota a request costs (1 by default; 0 is read as 1).
+    /// A request costing more than the burst size is always rejected.
+    pub fn cost<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static,
+    {
+        self.cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    #[inline]
+    pub(crate) fn applies(&self, head: &RequestHead<'_>) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|m| m.contains(head.method))
+            && self
+                .paths
+                .as_ref()
+                .is_none_or(|p| p.matches(head.uri.path()))
+    }
+
+    #[inline]
+    pub(crate) fn cost_of(&self, head: &RequestHead<'_>) -> u32 {
+        self.cost.as_ref().map_or(1, |f| f(head).max(1))
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("quota", &self.quota)
+            .field("key", &self.key)
+            .field("paths", &self.paths)
+            .field("methods", &self.methods)
+            .field("cost", &self.cost.as_ref().map(|_| "fn"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(path_matches("/health/*", "/health/live"));
+        assert!(path_matches("/health/*", "/health/"));
+        assert!(!path_matches("/health/*", "/health"));
+        assert!(!path_matches("/health/*", "/health/a/b"));
+        assert!(path_matches("/api/**", "/api"));
+        assert!(path_matches("/api/**", "/api/v1/users/7"));
+        assert!(!path_matches("/api/**", "/apix/v1"));
+        assert!(path_matches("/users/*/posts", "/users/42/posts"));
+        assert!(path_matches("/files/*.txt", "/files/a.b.txt"));
+        assert!(!path_matches("/files/*.txt", "/files/a.txt.gz"));
+        assert!(path_matches("/metrics", "/metrics"));
+        assert!(!path_matches("/metrics", "/metrics/"));
+        assert!(path_matches("*", ""));
+    }
+
+    #[test]
+    fn hostile_paths_are_cheap() {
+        let long = format!("/{}", "a".repeat(100_000));
+        assert!(!path_matches("/*a*a*a*a*a*b", &long));
+        assert!(path_matches("/**", &long));
+    }
+
+    #[test]
+    fn names_are_sf_strings() {
+        let p = Policy::new("a\"b\\c\né", Quota::per_second(1));
+        assert_eq!(p.name(), "a_b_c__");
+    }
+
+    #[test]
+    fn scope() {
+        let p = Policy::new("auth", Quota::per(5, Duration::from_secs(60)))
+            .paths(["/login"])
+            .methods([Method::POST])
+            .cost(|h| if h.uri().query().is_some() { 3 } else { 0 });
+        let req = Request::post("/login?x").body(()).unwrap();
+        assert!(p.applies(&RequestHead::of(&req)));
+        assert_eq!(p.cost_of(&RequestHead::of(&req)), 3);
+        let req = Request::post("/login").body(()).unwrap();
+        assert_eq!(p.cost_of(&RequestHead::of(&req)), 1);
+        let req = Request::get("/login").body(()).unwrap();
+        assert!(!p.applies(&RequestHead::of(&req)));
+        let req = Request::post("/other").body(()).unwrap();
+        assert!(!p.applies(&RequestHead::of(&req)));
+    }
+}

@@ -1,0 +1,459 @@
+//! The rate-limit layer over a real loopback socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower_ops::client_ip::ClientIpLayer;
+use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitClock, RateLimitLayer};
+
+async fn serve(layer: RateLimitLayer) -> SocketAddr {
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/health/live", get(|| async { "alive" }))
+        .route(
+            "/auth/login",
+            get(|| async { "login" }).post(|| async { "login" }),
+        )
+        .layer(layer)
+        .layer(ClientIpLayer::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+/// Sends raw bytes, returns (status, lowercased header lines, raw head).
+async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
+
+fn get_req(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}\r\n").into_bytes()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_requests_against_five_per_second() {
+    // A manual clock that never moves: exactly the burst of 5 may pass, however
+    // long the 1,000 requests take to arrive.
+    let layer = RateLimitLayer::with_quota(Quota::per_second(5)).clock(RateLimitClock::manual());
+    let addr = serve(layer.clone()).await;
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| tokio::spawn(async move { raw(addr, &get_req("/", "")).await.0 }))
+        .collect();
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, limited), (5, 995));
+    assert_eq!(layer.len(), 1);
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_without_trusted_proxy_shares_the_peer_bucket() {
+    let addr =
+        serve(RateLimitLayer::with_quota(Quota::per_minute(2)).clock(RateLimitClock::manual()))
+            .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let spoof = format!(
+            "x-forwarded-for: 10.0.0.{i}\r\nforwarded: for=10.1.0.{i}\r\nx-real-ip: 10.2.0.{i}\r\n"
+        );
+        statuses.push(raw(addr, &get_req("/", &spoof)).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+}
+
+#[tokio::test]
+async fn rejection_over_the_wire() {
+    let addr = serve(
+        RateLimitLayer::with_quota(Quota::per(1, Duration::from_millis(2500)))
+            .clock(RateLimitClock::manual()),
+    )
+    .await;
+    let (status, headers) = raw(addr, &get_req("/", "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "ratelimit-policy"),
+        ["\"default\";q=1;w=3"]
+    );
+    let (status, headers) = raw(addr, &get_req("/", "")).await;
+    assert_eq!(status, 429);
+    assert_eq!(header(&headers, "retry-after"), ["3"], "2.5 s rounds up");
+    assert_eq!(
+        header(&headers, "content-type"),
+        ["application/problem+json"]
+    );
+    assert_eq!(header(&headers, "ratelimit"), ["\"default\";r=0;t=3"]);
+    // Probe routes are never limited.
+    let (status, headers) = raw(addr, &get_req("/health/live", "")).await;
+    assert_eq!(status, 429, "no skip set on this layer");
+    assert!(!headers.is_empty());
+}
+
+#[tokio::test]
+async fn hostile_keys() {
+    let layer = RateLimitLayer::new()
+        .clock(RateLimitClock::manual())
+        .skip_paths(["/health/*"])
+        .policy(
+            Policy::new("api", Quota::per_minute(1))
+                .key(KeyBy::header(http::HeaderName::from_static("x-api-key"))),
+        );
+    let addr = serve(layer.clone()).await;
+    // Duplicated header: the first value is the key.
+    let dup = "x-api-key: a\r\nx-api-key: b\r\n";
+    assert_eq!(raw(addr, &get_req("/", dup)).await.0, 200);
+    assert_eq!(raw(addr, &get_req("/", "x-api-key: a\r\n")).await.0, 429);
+    // Large and odd values are hashed like any other.
+    let big = format!("x-api-key: {}\r\n", "k".repeat(16 * 1024));
+    assert_eq!(raw(addr, &get_req("/", &big)).await.0, 200);
+    assert_eq!(raw(addr, &get_req("/", &big)).await.0, 429);
+    assert_eq!(raw(addr, &get_req("/", "x-api-key: ~é\r\n")).await.0, 200);
+    assert_eq!(raw(addr, &get_req("/", "x-api-key:\r\n")).await.0, 200);
+    for _ in 0..3 {
+        assert_eq!(
+            raw(addr, &get_req("/health/live", "x-api-key: a\r\n"))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(layer.len(), 4);
+}
+
+// ---- IETF structured-field checks (RFC 9651 lists, draft-ietf-httpapi-ratelimit-headers) ----
+
+#[derive(Debug, PartialEq)]
+enum Bare {
+    Str(String),
+    Int(i64),
+    Token(String),
+}
+
+type Item = (Bare, Vec<(String, Bare)>);
+
+/// A small RFC 9651 List parser: strings, integers, tokens, parameters.
+fn parse_list(input: &str) -> Result<Vec<Item>, String> {
+    let b = input.as_bytes();
+    let mut i = 0;
+    let mut items = Vec::new();
+    loop {
+        let (item, next) = parse_item(b, i)?;
+        items.push(item);
+        i = next;
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i == b.len() {
+            return Ok(items);
+        }
+        if b[i] != b',' {
+            return Err(format!("expected ',' at {i}"));
+        }
+        i += 1;
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i == b.len() {
+            return Err("trailing comma".into());
+        }
+    }
+}
+
+fn parse_item(b: &[u8], mut i: usize) -> Result<(Item, usize), String> {
+    let (bare, next) = parse_bare(b, i)?;
+    i = next;
+    let mut params = Vec::new();
+    while i < b.len() && b[i] == b';' {
+        i += 1;
+        let start = i;
+        if i >= b.len() || !(b[i].is_ascii_lowercase() || b[i] == b'*') {
+            return Err(format!("bad key at {i}"));
+        }
+        while i < b.len()
+            && (b[i].is_ascii_lowercase() || b[i].is_ascii_digit() || b"_-.*".contains(&b[i]))
+        {
+            i += 1;
+        }
+        let key = String::from_utf8(b[start..i].to_vec()).unwrap();
+        let value = if i < b.len() && b[i] == b'=' {
+            let (v, next) = parse_bare(b, i + 1)?;
+            i = next;
+            v
+        } else {
+            Bare::Token("?1".into())
+        };
+        params.push((key, value));
+    }
+    Ok(((bare, params), i))
+}
+
+fn parse_bare(b: &[u8], mut i: usize) -> Result<(Bare, usize), String> {
+    match b.get(i) {
+        Some(b'"') => {
+            i += 1;
+            let mut s = String::new();
+            loop {
+                match b.get(i) {
+                    None => return Err("unterminated string".into()),
+                    Some(b'"') => return Ok((Bare::Str(s), i + 1)),
+                    Some(b'\\') => match b.get(i + 1) {
+                        Some(&c @ (b'"' | b'\\')) => {
+                            s.push(char::from(c));
+                            i += 2;
+                        }
+                        _ => return Err("bad escape".into()),
+                    },
+                    Some(&c) if (0x20..=0x7e).contains(&c) => {
+                        s.push(char::from(c));
+                        i += 1;
+                    }
+                    Some(_) => return Err("bad string char".into()),
+                }
+            }
+        }
+        Some(c) if c.is_ascii_digit() || *c == b'-' => {
+            let start = i;
+            if b[i] == b'-' {
+                i += 1;
+            }
+            let digits = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == digits || i - digits > 15 || b.get(i) == Some(&b'.') {
+                return Err("bad integer".into());
+            }
+            let n = std::str::from_utf8(&b[start..i])
+                .unwrap()
+                .parse()
+                .map_err(|_| "bad integer")?;
+            Ok((Bare::Int(n), i))
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => {
+            let start = i;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b[i]))
+            {
+                i += 1;
+            }
+            Ok((
+                Bare::Token(String::from_utf8(b[start..i].to_vec()).unwrap()),
+                i,
+            ))
+        }
+        _ => Err(format!("bad bare item at {i}")),
+    }
+}
+
+/// Checks a value against the draft's shape; returns (name, params).
+fn check_field(field: &str, value: &str) -> Vec<(String, Vec<(String, i64)>)> {
+    let items = parse_list(value).unwrap_or_else(|e| panic!("{field}: {value:?}: {e}"));
+    items
+        .into_iter()
+        .map(|(bare, params)| {
+            let Bare::Str(name) = bare else {
+                panic!("{field}: item must be a string: {value}")
+            };
+            let params: Vec<(String, i64)> = params
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Bare::Int(n) if n >= 0 => (k, n),
+                    other => panic!("{field}: {k} must be a non-negative integer, got {other:?}"),
+                })
+                .collect();
+            let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+            match field {
+                "ratelimit-policy" => {
+                    assert!(keys.contains(&"q"), "q is required: {value}");
+                    assert!(keys.iter().all(|k| ["q", "w"].contains(k)), "{value}");
+                    assert!(
+                        params.iter().all(|(k, n)| k != "w" || *n > 0),
+                        "w > 0: {value}"
+                    );
+                }
+                _ => {
+                    assert!(keys.contains(&"r"), "r is required: {value}");
+                    assert!(
+                        keys.iter().all(|k| ["r", "t"].contains(k)),
+                        "no q in RateLimit: {value}"
+                    );
+                }
+            }
+            (name, params)
+        })
+        .collect()
+}
+
+#[test]
+fn checker_catches_bad_values() {
+    assert!(parse_list("\"a\";q=1;w=2").is_ok());
+    assert!(parse_list("\"a\";q=1, \"b\";q=2").is_ok());
+    for bad in [
+        "a\";q=1",
+        "\"a\";Q=1",
+        "\"a\";q=1.5",
+        "\"a\",",
+        "\"a\" ;q=1",
+        "\"a\\x\"",
+    ] {
+        assert!(parse_list(bad).is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn every_policy_emits_valid_fields() {
+    let policies = [
+        Policy::new(
+            "auth \"login\"",
+            Quota::per(5, Duration::from_secs(15 * 60)),
+        ),
+        Policy::new("burst", Quota::per_second(10).burst(3)),
+        Policy::new("default", Quota::per(100, Duration::from_millis(60_500))),
+        Policy::new("tiny", Quota::per(1, Duration::from_nanos(1))),
+        Policy::new(
+            "day",
+            Quota::per(u32::MAX, Duration::from_secs(86_400 * 365)),
+        ),
+    ];
+    // Each policy alone, then all together (the closest one is reported).
+    let mut layers: Vec<RateLimitLayer> = policies
+        .iter()
+        .map(|p| RateLimitLayer::new().policy(p.clone()))
+        .collect();
+    layers.push(
+        policies
+            .iter()
+            .fold(RateLimitLayer::new(), |l, p| l.policy(p.clone())),
+    );
+    let mut names = std::collections::HashSet::new();
+    for layer in layers {
+        let clock = RateLimitClock::manual();
+        let addr = serve(layer.clock(clock.clone()).legacy_headers(true)).await;
+        for i in 0..8 {
+            if i == 4 {
+                clock.advance(Duration::from_millis(700));
+            }
+            let (status, headers) = raw(addr, &get_req("/auth/login", "")).await;
+            assert!(status == 200 || status == 429);
+            let policy = header(&headers, "ratelimit-policy");
+            let limit = header(&headers, "ratelimit");
+            assert_eq!((policy.len(), limit.len()), (1, 1), "{headers:?}");
+            let p = check_field("ratelimit-policy", policy[0]);
+            let l = check_field("ratelimit", limit[0]);
+            assert_eq!(p[0].0, l[0].0, "both fields name the same policy");
+            names.insert(p[0].0.clone());
+            if status == 429 {
+                let retry: u64 = header(&headers, "retry-after")[0].parse().unwrap();
+                assert!(retry >= 1);
+                assert!(l[0].1.iter().any(|(k, v)| k == "t" && *v as u64 <= retry));
+            }
+            for legacy in [
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ] {
+                header(&headers, legacy)[0].parse::<u64>().unwrap();
+            }
+        }
+    }
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(names.contains("auth _login_"));
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Run with `cargo test --release --all-features --test rate_limit -- --ignored memory --nocapture`.
+#[test]
+#[ignore = "memory measurement"]
+fn one_million_keys_fit_in_128_mb_and_memory_returns_when_idle() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tower::{Layer, Service, service_fn};
+
+    let clock = RateLimitClock::manual();
+    let layer = RateLimitLayer::with_quota(Quota::per_minute(100)).clock(clock.clone());
+    let mut svc = layer.layer(service_fn(|_r: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    }));
+    let before = rss_bytes();
+    for i in 0..1_000_000u32 {
+        let mut r = http::Request::new(());
+        r.extensions_mut()
+            .insert(tower_ops::client_ip::ClientIp::from_peer(
+                std::net::IpAddr::from((0x0B00_0000 + i).to_be_bytes()),
+            ));
+        let mut fut = std::pin::pin!(svc.call(r));
+        let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        else {
+            panic!("pending")
+        };
+        assert_eq!(resp.status(), 200);
+    }
+    let full = rss_bytes();
+    assert_eq!(layer.len(), 1_000_000);
+    let grown = full.saturating_sub(before);
+    println!(
+        "1,000,000 keys: +{} MB RSS ({} bytes/key)",
+        grown >> 20,
+        grown / 1_000_000
+    );
+    assert!(grown < 128 << 20, "{} MB", grown >> 20);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(layer.cleanup(), 1_000_000);
+    let idle = rss_bytes();
+    println!(
+        "after cleanup: {} MB above the start",
+        idle.saturating_sub(before) >> 20
+    );
+    assert!(
+        idle < full - grown / 2,
+        "memory was not returned: {} -> {} MB",
+        full >> 20,
+        idle >> 20
+    );
+}

@@ -1,0 +1,313 @@
+//! The Redis backend against a real `redis-server` on an ephemeral loopback port.
+//!
+//! Ignored by default (they need the binary); CI installs `redis-server` and runs
+//! them with `--include-ignored`.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, ServiceExt, service_fn};
+use tower_ops::rate_limit::{FailureMode, Quota, RateLimitLayer, RedisBackend, TimeSource};
+
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server must be installed to run these tests (apt-get install redis-server)",
+            );
+        let redis = Redis { port, child };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return redis;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn instance(
+    layer: &RateLimitLayer,
+) -> impl tower::Service<
+    Request<()>,
+    Response = Response<tower_ops::body::ResponseBody<Full<Bytes>>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ use<> {
+    layer.layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }))
+}
+
+fn from(ip: &str) -> Request<()> {
+    let mut r = Request::new(());
+    r.extensions_mut()
+        .insert(format!("{ip}:1000").parse::<SocketAddr>().unwrap());
+    r
+}
+
+fn layer(url: &str, quota: Quota, mode: FailureMode) -> RateLimitLayer {
+    RateLimitLayer::with_quota(quota)
+        .backend(RedisBackend::new(url).unwrap())
+        .failure_mode(mode)
+        .backend_timeout(Duration::from_millis(500))
+        .circuit_breaker(1, Duration::from_millis(50))
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn two_instances_share_one_limit() {
+    let redis = Redis::start();
+    for time in [TimeSource::Server, TimeSource::Client] {
+        let backend = |prefix: &str| {
+            RedisBackend::new(&redis.url())
+                .unwrap()
+                .time_source(time)
+                .prefix(prefix)
+        };
+        let prefix = format!("{time:?}:");
+        let a = RateLimitLayer::with_quota(Quota::per_hour(5))
+            .backend(backend(&prefix))
+            .backend_timeout(Duration::from_secs(2));
+        let b = RateLimitLayer::with_quota(Quota::per_hour(5))
+            .backend(backend(&prefix))
+            .backend_timeout(Duration::from_secs(2));
+        let (a_svc, b_svc) = (instance(&a), instance(&b));
+        let mut ok = 0;
+        for i in 0..12 {
+            let svc = if i % 2 == 0 {
+                a_svc.clone()
+            } else {
+                b_svc.clone()
+            };
+            let r = svc.oneshot(from("192.0.2.7")).await.unwrap();
+            if r.status() == StatusCode::OK {
+                ok += 1;
+                let remaining = 5 - ok;
+                assert_eq!(
+                    r.headers()["ratelimit"],
+                    format!("\"default\";r={remaining};t={}", 720 * ok)
+                );
+            } else {
+                assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=720).contains(&retry), "{retry}");
+            }
+        }
+        assert_eq!(ok, 5, "{time:?}");
+        assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+        assert_eq!(a.len() + b.len(), 0, "nothing was tracked in process");
+        // Another client has its own bucket.
+        assert_eq!(
+            a_svc.oneshot(from("192.0.2.8")).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn concurrent_requests_on_two_instances() {
+    let redis = Redis::start();
+    let a = layer(&redis.url(), Quota::per_hour(5), FailureMode::Closed)
+        .backend_timeout(Duration::from_secs(5));
+    let b = layer(&redis.url(), Quota::per_hour(5), FailureMode::Closed)
+        .backend_timeout(Duration::from_secs(5));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let svc = if i % 2 == 0 {
+                instance(&a)
+            } else {
+                instance(&b)
+            };
+            tokio::spawn(async move { svc.oneshot(from("198.51.100.1")).await.unwrap().status() })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 5);
+}
+
+/// Sends until a response is decided by Redis again (the fallback count stops
+/// growing), bounded.
+async fn until_recovered(layer: &RateLimitLayer, ip: &str) -> StatusCode {
+    for _ in 0..200 {
+        let before = layer.fallbacks();
+        let status = instance(layer).oneshot(from(ip)).await.unwrap().status();
+        if layer.fallbacks() == before {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the backend did not recover");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn killed_redis_applies_the_failure_mode_and_recovers() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let url = redis.url();
+    let local = layer(&url, Quota::per_hour(2), FailureMode::Local);
+    let open = layer(&url, Quota::per_hour(2), FailureMode::Open);
+    let closed = layer(&url, Quota::per_hour(2), FailureMode::Closed);
+    // The three layers share Redis, the policy name and the key: one bucket of 2.
+    let mut before = Vec::new();
+    for l in [&local, &open, &closed] {
+        before.push(
+            instance(l)
+                .oneshot(from("203.0.113.1"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(before, [200, 200, 429]);
+    assert_eq!(local.fallbacks() + open.fallbacks() + closed.fallbacks(), 0);
+
+    redis.kill();
+    let statuses = |l: RateLimitLayer| async move {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(
+                instance(&l)
+                    .oneshot(from("203.0.113.2"))
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            );
+        }
+        v
+    };
+    // Local: the in-process limiter takes over with the same quota.
+    assert_eq!(statuses(local.clone()).await, [200, 200, 429, 429]);
+    assert_eq!(statuses(open.clone()).await, [200, 200, 200, 200]);
+    assert_eq!(statuses(closed.clone()).await, [503, 503, 503, 503]);
+    for l in [&local, &open, &closed] {
+        assert!(l.fallbacks() >= 4, "{}", l.fallbacks());
+    }
+    assert!(!local.is_empty());
+
+    // Restart on the same port: every instance goes back to Redis by itself.
+    let _redis = Redis::start_on(port);
+    for (l, ip) in [
+        (&local, "203.0.113.3"),
+        (&open, "203.0.113.4"),
+        (&closed, "203.0.113.5"),
+    ] {
+        assert_eq!(until_recovered(l, ip).await, StatusCode::OK);
+        assert!(!l.backend_unavailable());
+    }
+    // One shared limit again. This Redis has no persistence, so it restarted empty:
+    // the three layers share one fresh bucket of 2.
+    let mut ok = 0;
+    for l in [&local, &open, &closed] {
+        if instance(l)
+            .oneshot(from("203.0.113.1"))
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::OK
+        {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 2);
+}
+
+/// Prints checks per second through the layer, in process and on Redis over
+/// loopback. Run with `--release -- --ignored throughput --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn throughput_in_process_vs_redis() {
+    let redis = Redis::start();
+    let quota = Quota::per(1_000_000, Duration::from_millis(1));
+    let layers = [
+        ("in-process", RateLimitLayer::with_quota(quota)),
+        (
+            "redis",
+            layer(&redis.url(), quota, FailureMode::Closed).backend_timeout(Duration::from_secs(5)),
+        ),
+    ];
+    for (name, l) in layers {
+        const N: usize = 20_000;
+        const TASKS: usize = 64;
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let svc = instance(&l);
+                tokio::spawn(async move {
+                    for i in 0..N / TASKS {
+                        let ip = format!("10.{}.{}.{}", t, i >> 8, i & 255);
+                        let status = svc.clone().oneshot(from(&ip)).await.unwrap().status();
+                        assert_eq!(status, StatusCode::OK);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let per_sec = (N / TASKS * TASKS) as f64 / start.elapsed().as_secs_f64();
+        println!("{name}: {per_sec:.0} checks/s");
+        assert_eq!(l.fallbacks(), 0);
+    }
+}
