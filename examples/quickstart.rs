@@ -25,6 +25,7 @@ use tower_ops::health::{HealthRegistryBuilder, check_fn};
 use tower_ops::log::RequestLogLayer;
 use tower_ops::metrics::{MetricsExporter, MetricsLayer};
 use tower_ops::paths::PathSet;
+use tower_ops::rate_limit::RateLimitLayer;
 use tower_ops::request_id::RequestIdLayer;
 use tower_ops::route::CaptureRouteLayer;
 use tower_ops::shutdown::ShutdownBuilder;
@@ -114,7 +115,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(ClientIpLayer::from_env()?)
         .layer(RequestLogLayer::from_env()?)
         .layer(metrics)
-        .layer(ErrorLayer::from_env()?);
+        .layer(ErrorLayer::from_env()?)
+        .layer(RateLimitLayer::from_env()?.skip_paths(PathSet::probes()));
     let app = app()
         .merge(health.router())
         .merge(exporter.into_router())

@@ -28,9 +28,12 @@ impl ConfigError {
         &self.problems
     }
 
-    /// Records a problem.
+    /// Records a problem. The value is redacted (a password in `REDIS_URL`, a
+    /// token) and shortened before it is kept, since errors end up in logs.
     pub fn push(&mut self, variable: &str, value: &str, expected: impl Into<String>) {
         const MAX: usize = 200;
+        let redacted = crate::redact::Redactor::default().redact_text(value);
+        let value: &str = &redacted;
         let value = if value.len() > MAX {
             let mut end = MAX;
             while !value.is_char_boundary(end) {
@@ -109,6 +112,8 @@ mod tests {
         assert!(text.starts_with("invalid configuration (2 problems)"));
         assert!(text.contains("A=\"x\": expected a number"));
         assert!(e.problems()[1].value.ends_with("..."));
+        e.push("REDIS_URL", "redis://:hunter2@cache:6379", "a URL");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(e.into_result(()).is_err());
         assert_eq!(ConfigError::default().into_result(5), Ok(5));
     }

@@ -51,6 +51,21 @@ impl MatchedRoute {
         Self(Repr::Shared(route.into()))
     }
 
+    /// The route as known from the request itself: a `MatchedRoute` request
+    /// extension, or (feature `axum`) the `MatchedPath` axum sets before calling
+    /// layers added with `Router::layer`. Layers use it for responses they produce
+    /// themselves, which never reach [`CaptureRouteLayer`].
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<Self> {
+        if let Some(route) = extensions.get::<MatchedRoute>() {
+            return Some(route.clone());
+        }
+        #[cfg(feature = "axum")]
+        if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+            return Some(Self(Repr::Axum(path.clone())));
+        }
+        None
+    }
+
     /// The template as text.
     pub fn as_str(&self) -> &str {
         match &self.0 {

@@ -267,6 +267,7 @@ struct Pending {
     user_agent: Option<HeaderValue>,
     request_bytes: Option<u64>,
     headers: Option<serde_json::Value>,
+    route: Option<MatchedRoute>,
     fields: LogFields,
     span: Span,
     probe: bool,
@@ -330,6 +331,7 @@ where
             user_agent: req.headers().get(USER_AGENT).cloned(),
             request_bytes: request_bytes(req.headers()),
             probe: config.probes.contains(req.uri().path()),
+            route: MatchedRoute::from_extensions(req.extensions()),
             request_id,
             headers,
             fields,
@@ -442,7 +444,11 @@ where
                 let (parts, body) = response.into_parts();
                 let done = Done {
                     status: parts.status,
-                    route: parts.extensions.get::<MatchedRoute>().cloned(),
+                    route: parts
+                        .extensions
+                        .get::<MatchedRoute>()
+                        .cloned()
+                        .or_else(|| pending.route.clone()),
                     problem: parts.extensions.get::<Problem>().cloned(),
                     response_bytes: 0,
                     pending: Pending {

@@ -89,6 +89,7 @@ where
             (req, None)
         };
         let active = ActiveGuard::new(self.shared.clone(), method);
+        let route = MatchedRoute::from_extensions(req.extensions());
         ResponseFuture {
             inner: self.inner.call(req),
             pending: Some(Pending {
@@ -96,6 +97,7 @@ where
                 start,
                 request_bytes,
                 trace_id,
+                route,
             }),
         }
     }
@@ -140,6 +142,9 @@ struct Pending {
     start: Instant,
     request_bytes: Option<u64>,
     trace_id: Option<String>,
+    /// The route known before the response, for responses that an inner layer
+    /// produced without reaching the route capture.
+    route: Option<MatchedRoute>,
 }
 
 impl Pending {
@@ -160,7 +165,10 @@ impl Pending {
         };
         let series = shared.series(
             self.active.method,
-            response.extensions().get::<MatchedRoute>(),
+            response
+                .extensions()
+                .get::<MatchedRoute>()
+                .or(self.route.as_ref()),
             response.status().as_u16(),
         );
         Recorder {
