@@ -36,11 +36,30 @@
 //! # }
 //! ```
 //!
+//! # Modules
+//!
+//! | module | what it gives |
+//! |---|---|
+//! | [`request_id`] | validated correlation ids, UUIDv7, `current()` in handlers |
+//! | [`client_ip`] | the client address, safely behind trusted proxies |
+//! | [`log`] | one JSON line per request, flat JSON logging set-up |
+//! | [`redact`] | secrets removed from headers, queries, JSON bodies and text |
+//! | [`error`] | the [`error::Problem`] envelope, `ErrorLayer`, axum extractors |
+//! | `metrics` | RED metrics on `prometheus-client` and a `/metrics` exporter |
+//! | `rate_limit` | keyed GCRA limits in process or on Redis, IETF headers |
+//! | [`health`] | checks, `/health/live`, `/health/ready`, `/health` |
+//! | [`shutdown`] | SIGTERM handling and a bounded drain tied to readiness |
+//! | [`paths`] | the probe and noise routes, named once for every layer |
+//! | [`route`] | route templates for layers outside the router |
+//!
 //! # Features
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `axum` | yes | route capture from axum's `MatchedPath`, `ConnectInfo` peer addresses, `IntoResponse` for [`error::Problem`] |
+//! | `axum` | yes | route capture from axum's `MatchedPath`, `ConnectInfo` peers, `IntoResponse` for [`error::Problem`], the `Json`/`Query`/`Path`/`Form` extractors, router helpers |
+//! | `metrics` | yes | the `metrics` module, on `prometheus-client` |
+//! | `rate-limit` | yes | the `rate_limit` module, on `governor` |
+//! | `redis` | no | the Redis backend of the rate limiter |
 //! | `full` | no | every feature |
 //!
 //! # Configuration
