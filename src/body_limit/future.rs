@@ -1,0 +1,116 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Response, StatusCode};
+use pin_project_lite::pin_project;
+
+use super::body::Shared;
+use super::layer::{Config, LengthProblem};
+use crate::body::ResponseBody;
+use crate::error::{Code, Problem};
+use crate::request_id::RequestId;
+
+pin_project! {
+    /// The response future of [`BodyLimit`](super::BodyLimit).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Reject {
+            rejection: Option<(Problem, Arc<Config>)>,
+        },
+        Inner {
+            #[pin]
+            future: F,
+            watch: Option<(Arc<Shared>, Arc<Config>)>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn too_large(config: &Arc<Config>, length: u64, limit: u64, id: Option<RequestId>) -> Self {
+        let detail = format!("request body of {length} bytes exceeds the limit of {limit} bytes");
+        Self::reject(config, too_large(limit, id).detail(detail))
+    }
+
+    pub(crate) fn bad_length(config: &Arc<Config>, problem: LengthProblem, id: Option<RequestId>) -> Self {
+        let detail = match problem {
+            LengthProblem::Invalid => "Content-Length is not a valid number of bytes",
+            LengthProblem::Conflicting => "Content-Length has conflicting values",
+        };
+        let problem = with_id(Problem::new(StatusCode::BAD_REQUEST), id)
+            .code(Code::BAD_REQUEST)
+            .detail(detail)
+            .rejected_by("body_limit");
+        Self::reject(config, problem)
+    }
+
+    fn reject(config: &Arc<Config>, problem: Problem) -> Self {
+        Self {
+            kind: Kind::Reject {
+                rejection: Some((problem, config.clone())),
+            },
+        }
+    }
+
+    pub(crate) fn inner(future: F, shared: Option<Arc<Shared>>, config: &Arc<Config>) -> Self {
+        Self {
+            kind: Kind::Inner {
+                future,
+                watch: shared.map(|s| (s, config.clone())),
+            },
+        }
+    }
+}
+
+fn with_id(problem: Problem, id: Option<RequestId>) -> Problem {
+    match id {
+        Some(id) => problem.request_id(id),
+        None => problem,
+    }
+}
+
+fn too_large(limit: u64, id: Option<RequestId>) -> Problem {
+    with_id(Problem::new(StatusCode::PAYLOAD_TOO_LARGE), id)
+        .code(Code::PAYLOAD_TOO_LARGE)
+        .detail(format!("request body exceeds the limit of {limit} bytes"))
+        .rejected_by("body_limit")
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Reject { rejection } => {
+                let (problem, config) = rejection
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                Poll::Ready(Ok(config.renderer.response(problem)))
+            }
+            KindProj::Inner { future, watch } => {
+                let result = std::task::ready!(future.poll(cx));
+                if let Some((shared, config)) = watch.take() {
+                    if shared.was_hit() {
+                        // Whatever the handler made of the body error (a 400, a
+                        // 500, a 200 with an empty default, or a service error),
+                        // the client is told the truth: the body was too large.
+                        let problem = too_large(shared.limit, shared.request_id.clone());
+                        return Poll::Ready(Ok(config.renderer.response(problem)));
+                    }
+                }
+                Poll::Ready(result.map(|res| res.map(ResponseBody::inner)))
+            }
+        }
+    }
+}
