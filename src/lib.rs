@@ -10,5 +10,5 @@ mod json;
 pub mod request_id;
 pub mod route;
 pub mod security_headers;
-pub mod timeout;
 mod time;
+pub mod timeout;

@@ -100,16 +100,23 @@ const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The HSTS value of both presets: one year, subdomains included, no preload.
-pub const DEFAULT_HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+pub const DEFAULT_HSTS: HeaderValue =
+    HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 static API: [Pair; 7] = [
-    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
     (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
     (
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     ),
-    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
     (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     (
         HeaderName::from_static("cross-origin-opener-policy"),
@@ -139,12 +146,30 @@ static WEB: [Pair; 11] = [
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("same-origin"),
     ),
-    (HeaderName::from_static("origin-agent-cluster"), HeaderValue::from_static("?1")),
-    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-    (header::X_DNS_PREFETCH_CONTROL, HeaderValue::from_static("off")),
-    (HeaderName::from_static("x-download-options"), HeaderValue::from_static("noopen")),
-    (header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN")),
+    (
+        HeaderName::from_static("origin-agent-cluster"),
+        HeaderValue::from_static("?1"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::X_DNS_PREFETCH_CONTROL,
+        HeaderValue::from_static("off"),
+    ),
+    (
+        HeaderName::from_static("x-download-options"),
+        HeaderValue::from_static("noopen"),
+    ),
+    (
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    ),
     (
         HeaderName::from_static("x-permitted-cross-domain-policies"),
         HeaderValue::from_static("none"),
@@ -217,7 +242,11 @@ impl InvalidHeader {
 
 impl fmt::Display for InvalidHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid security header {:?}: {}", self.name, self.problem)
+        write!(
+            f,
+            "invalid security header {:?}: {}",
+            self.name, self.problem
+        )
     }
 }
 
@@ -290,10 +319,11 @@ impl SecurityHeadersLayer {
             self.hsts = Some(value);
             return self;
         }
-        self.set.edit(|pairs| match pairs.iter_mut().find(|(n, _)| *n == name) {
-            Some(pair) => pair.1 = value,
-            None => pairs.push((name, value)),
-        });
+        self.set
+            .edit(|pairs| match pairs.iter_mut().find(|(n, _)| *n == name) {
+                Some(pair) => pair.1 = value,
+                None => pairs.push((name, value)),
+            });
         self
     }
 
@@ -315,13 +345,16 @@ impl SecurityHeadersLayer {
         Ok(self.header(header_name, header_value))
     }
 
-    /// Stops setting a header of the preset (or `Strict-Transport-Security`).
-    pub fn remove(mut self, name: HeaderName) -> Self {
-        if name == header::STRICT_TRANSPORT_SECURITY {
+    /// Stops setting a header of the preset (or `Strict-Transport-Security`); the
+    /// name is compared without regard to case. Unknown names change nothing.
+    pub fn remove(mut self, name: impl AsRef<str>) -> Self {
+        let name = name.as_ref();
+        if name.eq_ignore_ascii_case(header::STRICT_TRANSPORT_SECURITY.as_str()) {
             self.hsts = None;
             return self;
         }
-        self.set.edit(|pairs| pairs.retain(|(n, _)| *n != name));
+        self.set
+            .edit(|pairs| pairs.retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(name)));
         self
     }
 
@@ -364,13 +397,18 @@ fn checked_value(name: &str, value: &str) -> Result<HeaderValue, InvalidHeader> 
     if value.trim().is_empty() {
         return Err(InvalidHeader::new(name, "the value is empty"));
     }
-    let ascii = value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
-    let value = ascii.then(|| HeaderValue::from_str(value).ok()).flatten().ok_or_else(|| {
-        InvalidHeader::new(
-            name,
-            "the value may hold only visible ASCII, spaces and tabs (no control characters)",
-        )
-    })?;
+    let ascii = value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+    let value = ascii
+        .then(|| HeaderValue::from_str(value).ok())
+        .flatten()
+        .ok_or_else(|| {
+            InvalidHeader::new(
+                name,
+                "the value may hold only visible ASCII, spaces and tabs (no control characters)",
+            )
+        })?;
     // A value made from text is a promotable buffer; cloning it once now turns it
     // into a shared one, so per-request clones are a reference count, not a copy.
     drop(value.clone());
@@ -405,14 +443,18 @@ fn check_csp(name: &str, value: &str) -> Result<(), InvalidHeader> {
 fn check_hsts(name: &str, value: &str) -> Result<(), InvalidHeader> {
     let has_max_age = value.split(';').any(|d| {
         let d = d.trim();
-        d.get(..8).is_some_and(|k| k.eq_ignore_ascii_case("max-age="))
+        d.get(..8)
+            .is_some_and(|k| k.eq_ignore_ascii_case("max-age="))
             && d[8..].trim_matches('"').bytes().all(|b| b.is_ascii_digit())
             && !d[8..].trim_matches('"').is_empty()
     });
     if has_max_age {
         Ok(())
     } else {
-        Err(InvalidHeader::new(name, "expected max-age=<seconds>, such as max-age=31536000"))
+        Err(InvalidHeader::new(
+            name,
+            "expected max-age=<seconds>, such as max-age=31536000",
+        ))
     }
 }
 
@@ -523,7 +565,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
-        apply(response.headers_mut(), this.set.as_slice(), this.hsts.take(), *this.strip);
+        apply(
+            response.headers_mut(),
+            this.set.as_slice(),
+            this.hsts.take(),
+            *this.strip,
+        );
         Poll::Ready(Ok(response))
     }
 }
@@ -541,10 +588,10 @@ fn apply(headers: &mut HeaderMap, set: &[Pair], hsts: Option<HeaderValue>, strip
             slot.insert(value.clone());
         }
     }
-    if let Some(value) = hsts {
-        if let Entry::Vacant(slot) = headers.entry(header::STRICT_TRANSPORT_SECURITY) {
-            slot.insert(value);
-        }
+    if let Some(value) = hsts
+        && let Entry::Vacant(slot) = headers.entry(header::STRICT_TRANSPORT_SECURITY)
+    {
+        slot.insert(value);
     }
 }
 
@@ -558,7 +605,11 @@ mod tests {
     use super::*;
     use crate::client_ip::ClientIpLayer;
 
-    async fn run(layer: SecurityHeadersLayer, req: Request<()>, inner: &[(&'static str, &'static str)]) -> HeaderMap {
+    async fn run(
+        layer: SecurityHeadersLayer,
+        req: Request<()>,
+        inner: &[(&'static str, &'static str)],
+    ) -> HeaderMap {
         let inner: Vec<_> = inner.to_vec();
         let svc = layer.layer(service_fn(move |_: Request<()>| {
             let mut res = Response::new(());
@@ -576,10 +627,18 @@ mod tests {
 
     #[tokio::test]
     async fn api_preset() {
-        let h = run(SecurityHeadersLayer::api(), get("/"), &[("server", "hyper"), ("x-powered-by", "x")]).await;
+        let h = run(
+            SecurityHeadersLayer::api(),
+            get("/"),
+            &[("server", "hyper"), ("x-powered-by", "x")],
+        )
+        .await;
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["x-frame-options"], "DENY");
-        assert_eq!(h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
         assert_eq!(h["referrer-policy"], "no-referrer");
         assert_eq!(h["cache-control"], "no-store");
         assert_eq!(h["cross-origin-opener-policy"], "same-origin");
@@ -592,15 +651,28 @@ mod tests {
     #[tokio::test]
     async fn web_preset_is_helmet_8() {
         let h = run(SecurityHeadersLayer::web(), get("https://x/"), &[]).await;
-        assert!(h["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'; base-uri 'self';"));
-        assert!(h["content-security-policy"].to_str().unwrap().ends_with("upgrade-insecure-requests"));
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'self'; base-uri 'self';")
+        );
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .ends_with("upgrade-insecure-requests")
+        );
         assert_eq!(h["origin-agent-cluster"], "?1");
         assert_eq!(h["x-frame-options"], "SAMEORIGIN");
         assert_eq!(h["x-xss-protection"], "0");
         assert_eq!(h["x-dns-prefetch-control"], "off");
         assert_eq!(h["x-download-options"], "noopen");
         assert_eq!(h["x-permitted-cross-domain-policies"], "none");
-        assert_eq!(h["strict-transport-security"], "max-age=31536000; includeSubDomains");
+        assert_eq!(
+            h["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
         assert!(h.get("cross-origin-embedder-policy").is_none());
         assert!(h.get("cache-control").is_none());
         assert_eq!(h.len(), 12);
@@ -608,13 +680,22 @@ mod tests {
 
     #[tokio::test]
     async fn off_does_nothing() {
-        let h = run(SecurityHeadersLayer::off(), get("https://x/"), &[("server", "s")]).await;
+        let h = run(
+            SecurityHeadersLayer::off(),
+            get("https://x/"),
+            &[("server", "s")],
+        )
+        .await;
         assert_eq!(h.len(), 1);
     }
 
     #[tokio::test]
     async fn handler_values_win_and_are_not_duplicated() {
-        let inner = [("cache-control", "max-age=5"), ("content-security-policy", "img-src 'self'"), ("strict-transport-security", "max-age=5")];
+        let inner = [
+            ("cache-control", "max-age=5"),
+            ("content-security-policy", "img-src 'self'"),
+            ("strict-transport-security", "max-age=5"),
+        ];
         let h = run(SecurityHeadersLayer::api(), get("https://x/"), &inner).await;
         assert_eq!(h["cache-control"], "max-age=5");
         assert_eq!(h.get_all("content-security-policy").iter().count(), 1);
@@ -627,9 +708,11 @@ mod tests {
         let via = |proxy: &str, proto: &[&'static str]| {
             let mut req = get("/");
             for p in proto {
-                req.headers_mut().append("x-forwarded-proto", HeaderValue::from_static(p));
+                req.headers_mut()
+                    .append("x-forwarded-proto", HeaderValue::from_static(p));
             }
-            req.extensions_mut().insert(proxy.parse::<SocketAddr>().unwrap());
+            req.extensions_mut()
+                .insert(proxy.parse::<SocketAddr>().unwrap());
             let ip = ClientIpLayer::new()
                 .trusted_proxies(["10.0.0.0/8".parse().unwrap()])
                 .resolve(&req)
@@ -641,19 +724,32 @@ mod tests {
         let l = SecurityHeadersLayer::api;
         assert!(hsts(run(l(), via("10.0.0.1:1", &["https"]), &[]).await));
         assert!(hsts(run(l(), via("10.0.0.1:1", &["HTTPS "]), &[]).await));
-        assert!(hsts(run(l(), via("10.0.0.1:1", &["http, https"]), &[]).await));
-        assert!(!hsts(run(l(), via("10.0.0.1:1", &["https, http"]), &[]).await));
-        assert!(!hsts(run(l(), via("10.0.0.1:1", &["https", "http"]), &[]).await));
+        assert!(hsts(
+            run(l(), via("10.0.0.1:1", &["http, https"]), &[]).await
+        ));
+        assert!(!hsts(
+            run(l(), via("10.0.0.1:1", &["https, http"]), &[]).await
+        ));
+        assert!(!hsts(
+            run(l(), via("10.0.0.1:1", &["https", "http"]), &[]).await
+        ));
         assert!(!hsts(run(l(), via("10.0.0.1:1", &[]), &[]).await));
         // A client writing the header itself is not believed.
         assert!(!hsts(run(l(), via("203.0.113.5:1", &["https"]), &[]).await));
         let mut untrusted = get("/");
-        untrusted.headers_mut().insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        untrusted.extensions_mut().insert(ClientIp::from_peer(IpAddr::from([127, 0, 0, 1])));
+        untrusted
+            .headers_mut()
+            .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        untrusted
+            .extensions_mut()
+            .insert(ClientIp::from_peer(IpAddr::from([127, 0, 0, 1])));
         assert!(!hsts(run(l(), untrusted, &[]).await));
         assert!(!hsts(run(l().no_hsts(), get("https://x/"), &[]).await));
         let custom = l().try_hsts("max-age=60; preload").unwrap();
-        assert_eq!(run(custom, get("https://x/"), &[]).await["strict-transport-security"], "max-age=60; preload");
+        assert_eq!(
+            run(custom, get("https://x/"), &[]).await["strict-transport-security"],
+            "max-age=60; preload"
+        );
     }
 
     #[tokio::test]
@@ -672,7 +768,10 @@ mod tests {
         assert_eq!(h["server"], "s");
         assert_eq!(layer.headers().count(), 7);
         // The presets themselves are untouched.
-        assert_eq!(run(SecurityHeadersLayer::api(), get("/"), &[]).await["x-frame-options"], "DENY");
+        assert_eq!(
+            run(SecurityHeadersLayer::api(), get("/"), &[]).await["x-frame-options"],
+            "DENY"
+        );
     }
 
     #[test]
@@ -684,8 +783,16 @@ mod tests {
             ("x-a", "é", "visible ASCII"),
             ("x-a", "  ", "empty"),
             ("content-security-policy", "default-src self", "'self'"),
-            ("content-security-policy", "script-src 'self' unsafe-inline", "'unsafe-inline'"),
-            ("Content-Security-Policy-Report-Only", "default-src NONE", "'none'"),
+            (
+                "content-security-policy",
+                "script-src 'self' unsafe-inline",
+                "'unsafe-inline'",
+            ),
+            (
+                "Content-Security-Policy-Report-Only",
+                "default-src NONE",
+                "'none'",
+            ),
             ("strict-transport-security", "includeSubDomains", "max-age"),
             ("strict-transport-security", "max-age=-1", "max-age"),
         ] {
@@ -693,19 +800,32 @@ mod tests {
             assert!(err.to_string().contains(needle), "{name}: {err}");
         }
         // Host names and hashes that merely contain a keyword are fine.
-        l().try_header("content-security-policy", "default-src 'self' self.example.com; img-src 'none'").unwrap();
+        l().try_header(
+            "content-security-policy",
+            "default-src 'self' self.example.com; img-src 'none'",
+        )
+        .unwrap();
         assert!(l().try_hsts("max-age=\"31536000\"").is_ok());
     }
 
     #[test]
     fn env_values() {
         let mut errors = ConfigError::default();
-        for (v, p, n) in [(None, Preset::Api, 7), (Some("api"), Preset::Api, 7), (Some("web"), Preset::Web, 11), (Some("off"), Preset::Off, 0)] {
+        for (v, p, n) in [
+            (None, Preset::Api, 7),
+            (Some("api"), Preset::Api, 7),
+            (Some("web"), Preset::Web, 11),
+            (Some("off"), Preset::Off, 0),
+        ] {
             assert_eq!(parse_preset(v, &mut errors), p);
             assert_eq!(SecurityHeadersLayer::preset(p).headers().count(), n);
         }
         assert!(errors.problems().is_empty());
         assert_eq!(parse_preset(Some("strict"), &mut errors), Preset::Api);
-        assert!(errors.to_string().contains("SECURITY_HEADERS=\"strict\": expected api, web or off"));
+        assert!(
+            errors
+                .to_string()
+                .contains("SECURITY_HEADERS=\"strict\": expected api, web or off")
+        );
     }
 }

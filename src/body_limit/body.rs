@@ -96,6 +96,11 @@ impl<B> Limited<B> {
         &self.inner
     }
 
+    /// Unwraps the body.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+
     /// How many more bytes may still arrive.
     pub fn remaining(&self) -> u64 {
         self.remaining
@@ -226,16 +231,29 @@ pub(crate) mod tests {
         let (seen, err) = drain(Limited::new(Chunks::new(&[4, 6]), 10, Some(shared.clone()))).await;
         assert_eq!((seen, err), (10, false));
         assert!(!shared.was_hit());
-        let (seen, err) = drain(Limited::new(Chunks::new(&[4, 6, 1]), 10, Some(shared.clone()))).await;
+        let (seen, err) = drain(Limited::new(
+            Chunks::new(&[4, 6, 1]),
+            10,
+            Some(shared.clone()),
+        ))
+        .await;
         assert_eq!((seen, err), (10, true));
         assert!(shared.was_hit());
     }
 
     #[test]
     fn size_hint_is_capped() {
-        let body = Limited::new(http_body_util::Full::new(Bytes::from_static(b"abc")), 2, None);
+        let body = Limited::new(
+            http_body_util::Full::new(Bytes::from_static(b"abc")),
+            2,
+            None,
+        );
         assert_eq!(body.size_hint().exact(), Some(2));
-        let body = Limited::new(http_body_util::Full::new(Bytes::from_static(b"abc")), 9, None);
+        let body = Limited::new(
+            http_body_util::Full::new(Bytes::from_static(b"abc")),
+            9,
+            None,
+        );
         assert_eq!(body.size_hint().exact(), Some(3));
         let body = Limited::new(Chunks::new(&[1]), 9, None);
         assert_eq!(body.size_hint().upper(), Some(9));

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,15 +9,16 @@ use pin_project_lite::pin_project;
 
 use super::body::Shared;
 use super::layer::{Config, LengthProblem};
-use crate::body::ResponseBody;
+use super::mode::{AnyBody, ResponseMode};
 use crate::error::{Code, Problem};
 use crate::request_id::RequestId;
 
 pin_project! {
     /// The response future of [`BodyLimit`](super::BodyLimit).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, M = AnyBody> {
         #[pin]
         kind: Kind<F>,
+        _mode: PhantomData<fn() -> M>,
     }
 }
 
@@ -34,13 +36,22 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn too_large(config: &Arc<Config>, length: u64, limit: u64, id: Option<RequestId>) -> Self {
+impl<F, M> ResponseFuture<F, M> {
+    pub(crate) fn too_large(
+        config: &Arc<Config>,
+        length: u64,
+        limit: u64,
+        id: Option<RequestId>,
+    ) -> Self {
         let detail = format!("request body of {length} bytes exceeds the limit of {limit} bytes");
         Self::reject(config, too_large(limit, id).detail(detail))
     }
 
-    pub(crate) fn bad_length(config: &Arc<Config>, problem: LengthProblem, id: Option<RequestId>) -> Self {
+    pub(crate) fn bad_length(
+        config: &Arc<Config>,
+        problem: LengthProblem,
+        id: Option<RequestId>,
+    ) -> Self {
         let detail = match problem {
             LengthProblem::Invalid => "Content-Length is not a valid number of bytes",
             LengthProblem::Conflicting => "Content-Length has conflicting values",
@@ -57,6 +68,7 @@ impl<F> ResponseFuture<F> {
             kind: Kind::Reject {
                 rejection: Some((problem, config.clone())),
             },
+            _mode: PhantomData,
         }
     }
 
@@ -66,6 +78,7 @@ impl<F> ResponseFuture<F> {
                 future,
                 watch: shared.map(|s| (s, config.clone())),
             },
+            _mode: PhantomData,
         }
     }
 }
@@ -84,11 +97,12 @@ fn too_large(limit: u64, id: Option<RequestId>) -> Problem {
         .rejected_by("body_limit")
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, M, B, E> Future for ResponseFuture<F, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    M: ResponseMode<B>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<M::ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
@@ -96,20 +110,20 @@ where
                 let (problem, config) = rejection
                     .take()
                     .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(config.renderer.response(problem)))
+                Poll::Ready(Ok(M::rejection(config.renderer.response(problem))))
             }
             KindProj::Inner { future, watch } => {
                 let result = std::task::ready!(future.poll(cx));
-                if let Some((shared, config)) = watch.take() {
-                    if shared.was_hit() {
-                        // Whatever the handler made of the body error (a 400, a
-                        // 500, a 200 with an empty default, or a service error),
-                        // the client is told the truth: the body was too large.
-                        let problem = too_large(shared.limit, shared.request_id.clone());
-                        return Poll::Ready(Ok(config.renderer.response(problem)));
-                    }
+                if let Some((shared, config)) = watch.take()
+                    && shared.was_hit()
+                {
+                    // Whatever the handler made of the body error (a 400, a
+                    // 500, a 200 with an empty default, or a service error),
+                    // the client is told the truth: the body was too large.
+                    let problem = too_large(shared.limit, shared.request_id.clone());
+                    return Poll::Ready(Ok(M::rejection(config.renderer.response(problem))));
                 }
-                Poll::Ready(result.map(|res| res.map(ResponseBody::inner)))
+                Poll::Ready(result.map(M::response))
             }
         }
     }

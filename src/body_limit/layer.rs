@@ -1,3 +1,4 @@
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,6 +10,7 @@ use tower_service::Service;
 
 use super::body::{Limited, Shared};
 use super::future::ResponseFuture;
+use super::mode::{AnyBody, RequestMode, ResponseMode};
 use super::routes::Routes;
 use crate::config::{self, ConfigError};
 use crate::error::Renderer;
@@ -33,9 +35,30 @@ impl Config {
 
 /// Limits the size of request bodies, answering 413 with a Problem.
 /// See the [module docs](super).
-#[derive(Clone, Debug)]
-pub struct BodyLimitLayer {
+///
+/// `M` chooses the body types seen by the inner service: [`AnyBody`] by default,
+/// or [`AxumBody`](super::AxumBody) after [`for_axum`](Self::for_axum).
+pub struct BodyLimitLayer<M = AnyBody> {
     config: Arc<Config>,
+    _mode: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for BodyLimitLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for BodyLimitLayer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyLimitLayer")
+            .field("config", &self.config)
+            .field("mode", &std::any::type_name::<M>())
+            .finish()
+    }
 }
 
 impl BodyLimitLayer {
@@ -47,6 +70,7 @@ impl BodyLimitLayer {
                 routes: Routes::default(),
                 renderer: Renderer::default(),
             }),
+            _mode: PhantomData,
         }
     }
 
@@ -62,7 +86,23 @@ impl BodyLimitLayer {
         });
         errors.into_result(Self::new(limit).renderer(renderer))
     }
+}
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<M> BodyLimitLayer<M> {
+    /// Hands `axum::body::Body` to the inner service and returns axum responses
+    /// untouched. Same behaviour, less work under `Router::layer`: axum no longer
+    /// boxes every request and response body that passes the layer.
+    pub fn for_axum(self) -> BodyLimitLayer<super::AxumBody> {
+        BodyLimitLayer {
+            config: self.config,
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M> BodyLimitLayer<M> {
     /// A different limit for requests whose path matches `pattern`.
     ///
     /// `pattern` is an exact path (`/upload`) or a prefix ending in `/*`
@@ -94,22 +134,42 @@ impl Default for BodyLimitLayer {
     }
 }
 
-impl<S> Layer<S> for BodyLimitLayer {
-    type Service = BodyLimit<S>;
+impl<S, M> Layer<S> for BodyLimitLayer<M> {
+    type Service = BodyLimit<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BodyLimit {
             inner,
             config: self.config.clone(),
+            _mode: PhantomData,
         }
     }
 }
 
 /// The service made by [`BodyLimitLayer`].
-#[derive(Clone, Debug)]
-pub struct BodyLimit<S> {
+pub struct BodyLimit<S, M = AnyBody> {
     inner: S,
     config: Arc<Config>,
+    _mode: PhantomData<fn() -> M>,
+}
+
+impl<S: Clone, M> Clone for BodyLimit<S, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, M> std::fmt::Debug for BodyLimit<S, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyLimit")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl<S> BodyLimit<S> {
@@ -122,7 +182,9 @@ impl<S> BodyLimit<S> {
     pub fn layer(limit: u64) -> BodyLimitLayer {
         BodyLimitLayer::new(limit)
     }
+}
 
+impl<S, M> BodyLimit<S, M> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -139,14 +201,15 @@ impl<S> BodyLimit<S> {
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for BodyLimit<S>
+impl<S, M, B, ResBody> Service<Request<B>> for BodyLimit<S, M>
 where
-    S: Service<Request<Limited<B>>, Response = Response<ResBody>>,
+    M: RequestMode<B> + ResponseMode<ResBody>,
+    S: Service<Request<M::ReqBody>, Response = Response<ResBody>>,
     B: Body,
 {
-    type Response = Response<crate::body::ResponseBody<ResBody>>;
+    type Response = Response<<M as ResponseMode<ResBody>>::ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, M>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -156,20 +219,24 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.config.limit_for(req.uri().path());
         let request_id = || req.extensions().get::<RequestId>().cloned();
-        match declared_length(req.headers()) {
+        let declared = match declared_length(req.headers()) {
             Ok(Some(length)) if length > limit => {
                 return ResponseFuture::too_large(&self.config, length, limit, request_id());
             }
-            Ok(_) => {}
+            Ok(declared) => declared,
             Err(problem) => {
                 return ResponseFuture::bad_length(&self.config, problem, request_id());
             }
-        }
-        // An empty body cannot go over; only bodies that may stream need the flag
-        // shared with the response future (and its allocation).
-        let shared = (!req.body().is_end_stream()).then(|| Shared::new(limit, request_id()));
+        };
+        let may_stream = !req.body().is_end_stream();
+        // Only a body without a declared length can go over the limit while the
+        // handler reads it, so only then is the flag shared with the response
+        // future (and allocated). A body longer than its own Content-Length (which
+        // hyper never delivers) is still cut at the limit, but the handler decides
+        // the answer.
+        let shared = (may_stream && declared.is_none()).then(|| Shared::new(limit, request_id()));
         let watched = shared.clone();
-        let req = req.map(|body| Limited::new(body, limit, watched));
+        let req = req.map(|body| M::request(Limited::new(body, limit, watched), may_stream));
         ResponseFuture::inner(self.inner.call(req), shared, &self.config)
     }
 }
@@ -200,8 +267,14 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, Length
 }
 
 fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -223,7 +296,11 @@ fn limit_from(value: Option<&str>, errors: &mut ConfigError) -> u64 {
     match value {
         None => DEFAULT_LIMIT,
         Some(text) => parse_whole(text).unwrap_or_else(|| {
-            errors.push("BODY_LIMIT_BYTES", text, "a whole number of bytes, such as 1048576");
+            errors.push(
+                "BODY_LIMIT_BYTES",
+                text,
+                "a whole number of bytes, such as 1048576",
+            );
             DEFAULT_LIMIT
         }),
     }
@@ -288,6 +365,10 @@ mod tests {
             assert_eq!(limit_from(Some(bad), &mut errors), DEFAULT_LIMIT);
         }
         assert_eq!(errors.problems().len(), 4);
-        assert!(errors.to_string().contains("BODY_LIMIT_BYTES=\"1MB\": expected a whole number of bytes"));
+        assert!(
+            errors
+                .to_string()
+                .contains("BODY_LIMIT_BYTES=\"1MB\": expected a whole number of bytes")
+        );
     }
 }

@@ -24,15 +24,20 @@
 //!
 //! Over a real socket, hyper's HTTP/1 parser sees `Content-Length` first: it
 //! answers malformed, overflowing or conflicting values with its own bare 400
-//! and closes the connection before any service runs. The 400 Problem of this
+//! (and `u64::MAX` with a 431) and closes the connection before any service runs;
+//! a declared length it accepts but this layer finds too large gets the 413 Problem. The 400 Problem of this
 //! layer is for what reaches it through other servers, HTTP/2, proxies, tests
 //! and `oneshot`.
 //!
 //! # Where to put it
 //!
-//! The inner service sees `Request<Limited<B>>`. axum's `Router` and `Route`
-//! accept any body whose error converts into a boxed error, so the layer works
-//! both inside a router (`Router::layer`) and around one (`ServiceBuilder`).
+//! By default the inner service sees `Request<Limited<B>>` and the layer returns
+//! `Response<ResponseBody<_>>`, which works with any tower service. axum's
+//! `Router` and `Route` accept any body whose error converts into a boxed error,
+//! so this works both inside a router (`Router::layer`) and around one
+//! (`ServiceBuilder`). With axum, prefer [`BodyLimitLayer::for_axum`]: the inner
+//! service then sees `axum::body::Body` and responses pass through as they are,
+//! which spares axum a boxing of every request and response body.
 //! The body is never read after the handler answered: a handler that hands the
 //! body to a background task and answers first is not corrected.
 //!
@@ -54,10 +59,14 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = BodyLimitLayer::new(16).route("/upload", 1024);
+//! // With the `axum` feature (on by default), spare axum a boxing per request:
+//! #[cfg(feature = "axum")]
+//! let layer = layer.for_axum();
 //! let app = Router::new()
 //!     .route("/echo", post(|body: Bytes| async move { body }))
 //!     .route("/upload", post(|body: Bytes| async move { body.len().to_string() }))
-//!     .layer(BodyLimitLayer::new(16).route("/upload", 1024));
+//!     .layer(layer);
 //!
 //! // A declared length over the limit never reaches the handler.
 //! let request = Request::post("/echo")
@@ -93,9 +102,322 @@
 mod body;
 mod future;
 mod layer;
+mod mode;
 pub(crate) mod routes;
 
 pub use self::body::{BoxError, LengthLimitError, Limited};
 pub use self::future::ResponseFuture;
-pub use self::layer::{BodyLimit, BodyLimitLayer, DEFAULT_LIMIT};
 pub(crate) use self::layer::parse_whole;
+pub use self::layer::{BodyLimit, BodyLimitLayer, DEFAULT_LIMIT};
+#[cfg(feature = "axum")]
+pub use self::mode::AxumBody;
+pub use self::mode::{AnyBody, RequestMode, ResponseMode};
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::body::{Body, Bytes};
+    use axum::routing::{get, post};
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::{ServiceBuilder, ServiceExt};
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::error::Problem;
+    use crate::request_id::RequestId;
+
+    const LIMIT: u64 = 64;
+
+    fn handlers(calls: Arc<AtomicUsize>) -> Router {
+        let count = move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+        };
+        let c = count.clone();
+        let c2 = count.clone();
+        let c3 = count.clone();
+        let c4 = count;
+        Router::new()
+            .route(
+                "/bytes",
+                post(move |b: Bytes| async move {
+                    c();
+                    b.len().to_string()
+                }),
+            )
+            .route(
+                "/string",
+                post(move |s: String| async move {
+                    c2();
+                    s.len().to_string()
+                }),
+            )
+            .route(
+                "/json",
+                post(
+                    move |axum::Json(v): axum::Json<serde_json::Value>| async move {
+                        c3();
+                        v.to_string()
+                    },
+                ),
+            )
+            // Raw collection that swallows the error: without the layer's flag,
+            // the client would get a 200 with an empty body.
+            .route(
+                "/lenient",
+                post(move |req: Request<Body>| async move {
+                    c4();
+                    let bytes = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    bytes.len().to_string()
+                }),
+            )
+            .route(
+                "/strict",
+                post(|req: Request<Body>| async move {
+                    match req.into_body().collect().await {
+                        Ok(c) => (StatusCode::OK, c.to_bytes().len().to_string()),
+                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    }
+                }),
+            )
+            .route("/", get(|| async { "hi" }).head(|| async { "" }))
+    }
+
+    fn chunked(sizes: &[usize]) -> Body {
+        let parts: Vec<_> = sizes
+            .iter()
+            .map(|&n| Ok::<_, std::convert::Infallible>(Bytes::from(vec![b'x'; n])))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(parts))
+    }
+
+    fn json_chunked(total: usize) -> Body {
+        // A valid JSON string of `total` bytes, sent in 7-byte chunks.
+        let text = format!("\"{}\"", "a".repeat(total - 2));
+        let parts: Vec<_> = text
+            .into_bytes()
+            .chunks(7)
+            .map(|c| Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(c)))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(parts))
+    }
+
+    async fn problem_of(res: http::Response<Body>) -> (StatusCode, serde_json::Value) {
+        let status = res.status();
+        let rejected = res
+            .extensions()
+            .get::<Problem>()
+            .and_then(Problem::get_rejected_by);
+        assert_eq!(rejected, Some("body_limit"));
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Both ways of mounting the layer, as `Router`s.
+    fn apps(calls: &Arc<AtomicUsize>) -> Vec<(&'static str, Router)> {
+        let inside = handlers(calls.clone()).layer(BodyLimitLayer::new(LIMIT));
+        let around = ServiceBuilder::new()
+            .layer(BodyLimitLayer::new(LIMIT))
+            .service(handlers(calls.clone()));
+        #[allow(unused_mut)]
+        let mut apps = vec![
+            ("Router::layer", inside),
+            ("around", Router::new().fallback_service(around)),
+        ];
+        #[cfg(feature = "axum")]
+        {
+            let inside = handlers(calls.clone()).layer(BodyLimitLayer::new(LIMIT).for_axum());
+            let around = ServiceBuilder::new()
+                .layer(BodyLimitLayer::new(LIMIT).for_axum())
+                .service(handlers(calls.clone()));
+            apps.push(("Router::layer for_axum", inside));
+            apps.push(("around for_axum", Router::new().fallback_service(around)));
+        }
+        apps
+    }
+
+    #[tokio::test]
+    async fn streaming_over_the_limit_is_413_whatever_the_handler_does() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        for (how, app) in apps(&calls) {
+            for path in ["/bytes", "/string", "/lenient", "/strict", "/json"] {
+                let over = if path == "/json" {
+                    json_chunked(LIMIT as usize + 1)
+                } else {
+                    chunked(&[30, 30, 5])
+                };
+                let mut req = Request::post(path)
+                    .header("content-type", "application/json")
+                    .body(over)
+                    .unwrap();
+                req.extensions_mut()
+                    .insert(RequestId::new("rid-1").unwrap());
+                let res = app.clone().oneshot(req).await.unwrap();
+                let (status, json) = problem_of(res).await;
+                assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{how} {path}");
+                assert_eq!(json["code"], "PAYLOAD_TOO_LARGE");
+                assert_eq!(json["request_id"], "rid-1");
+                assert_eq!(json["detail"], "request body exceeds the limit of 64 bytes");
+
+                let exact = if path == "/json" {
+                    json_chunked(LIMIT as usize)
+                } else {
+                    chunked(&[30, 30, 4])
+                };
+                let req = Request::post(path)
+                    .header("content-type", "application/json")
+                    .body(exact)
+                    .unwrap();
+                let res = app.clone().oneshot(req).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "{how} {path} at the limit");
+                assert!(res.extensions().get::<Problem>().is_none());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn declared_length_over_the_limit_never_calls_the_handler() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        for (how, app) in apps(&calls) {
+            let req = Request::post("/bytes")
+                .header("content-length", "65")
+                .body(Body::from(vec![b'x'; 65]))
+                .unwrap();
+            let (status, json) = problem_of(app.clone().oneshot(req).await.unwrap()).await;
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{how}");
+            assert_eq!(
+                json["detail"],
+                "request body of 65 bytes exceeds the limit of 64 bytes"
+            );
+            // A declared length is rejected even if the body is shorter.
+            let req = Request::post("/bytes")
+                .header("content-length", "1000000")
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(
+                app.clone().oneshot(req).await.unwrap().status(),
+                StatusCode::PAYLOAD_TOO_LARGE
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn bad_content_length_is_400() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        for (_, app) in apps(&calls) {
+            for values in [
+                &["abc"][..],
+                &["-1"],
+                &["18446744073709551616"],
+                &["1", "2"],
+                &["3, 4"],
+                &["+3"],
+                &[""],
+            ] {
+                let mut req = Request::post("/bytes");
+                for v in values {
+                    req = req.header("content-length", *v);
+                }
+                let res = app
+                    .clone()
+                    .oneshot(req.body(Body::from("abc")).unwrap())
+                    .await
+                    .unwrap();
+                let (status, json) = problem_of(res).await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{values:?}");
+                assert_eq!(json["code"], "BAD_REQUEST");
+            }
+            // Identical repeated values are one length.
+            let req = Request::post("/bytes")
+                .header("content-length", "3")
+                .header("content-length", "3, 3")
+                .body(Body::from("abc"))
+                .unwrap();
+            assert_eq!(
+                app.clone().oneshot(req).await.unwrap().status(),
+                StatusCode::OK
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), apps(&calls).len());
+    }
+
+    #[tokio::test]
+    async fn bodiless_requests_and_per_route_limits() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = handlers(calls.clone()).layer(
+            BodyLimitLayer::new(0)
+                .route("/bytes", 10)
+                .route("/lenient/*", 1),
+        );
+        for method in ["GET", "HEAD"] {
+            let req = Request::builder()
+                .method(method)
+                .uri("/")
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(
+                app.clone().oneshot(req).await.unwrap().status(),
+                StatusCode::OK
+            );
+        }
+        let req = Request::post("/bytes").body(chunked(&[10])).unwrap();
+        assert_eq!(
+            app.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::OK
+        );
+        let req = Request::post("/bytes").body(chunked(&[10, 1])).unwrap();
+        let (_, json) = problem_of(app.clone().oneshot(req).await.unwrap()).await;
+        assert_eq!(json["detail"], "request body exceeds the limit of 10 bytes");
+        let req = Request::post("/lenient").body(chunked(&[2])).unwrap();
+        assert_eq!(
+            app.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let req = Request::post("/string").body(chunked(&[1])).unwrap();
+        assert_eq!(
+            app.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let req = Request::post("/string").body(Body::empty()).unwrap();
+        assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn wrapped_renderer_and_service_errors() {
+        let svc = BodyLimitLayer::new(4)
+            .renderer(crate::error::Renderer::wrapped())
+            .layer(tower::service_fn(
+                |req: Request<Limited<Body>>| async move {
+                    // The handler fails with a service error after reading too much.
+                    let _ = req.into_body().collect().await;
+                    Err::<http::Response<Body>, _>("handler failed")
+                },
+            ));
+        let res = svc
+            .oneshot(Request::post("/").body(chunked(&[5])).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let svc =
+            BodyLimitLayer::new(4).layer(tower::service_fn(|_: Request<Limited<Body>>| async {
+                Err::<http::Response<Body>, _>("boom")
+            }));
+        assert_eq!(
+            svc.oneshot(Request::post("/").body(chunked(&[1])).unwrap())
+                .await
+                .unwrap_err(),
+            "boom"
+        );
+    }
+}

@@ -86,12 +86,18 @@ where
         this.state.project_replace(State::Done);
         let mut problem = Problem::new(this.config.status)
             .code(Code::TIMEOUT)
-            .detail(format!("request did not complete within {}", human(*this.timeout)))
+            .detail(format!(
+                "request did not complete within {}",
+                human(*this.timeout)
+            ))
             .rejected_by("timeout");
         if let Some(id) = this.request_id.take() {
             problem = problem.request_id(id);
         }
-        tracing::debug!(timeout_ms = this.timeout.as_millis() as u64, "request timed out");
+        tracing::debug!(
+            timeout_ms = this.timeout.as_millis() as u64,
+            "request timed out"
+        );
         Poll::Ready(Ok(this.config.renderer.response(problem)))
     }
 }
@@ -99,7 +105,7 @@ where
 /// `30 s`, `1.5 s`, `250 ms`.
 pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else if ms >= 1000 {
         format!("{} s", d.as_secs_f64())

@@ -67,7 +67,9 @@ impl TimeoutLayer {
     /// path (`/reports`) or a prefix ending in `/*` (`/export/*`), compared byte
     /// for byte with the request path; the first matching rule wins.
     pub fn route(mut self, pattern: &str, timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.config).routes.push(pattern, timeout);
+        Arc::make_mut(&mut self.config)
+            .routes
+            .push(pattern, timeout);
         self
     }
 
@@ -166,7 +168,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let timeout = self.config.routes.get(req.uri().path()).unwrap_or(self.config.default);
+        let timeout = self
+            .config
+            .routes
+            .get(req.uri().path())
+            .unwrap_or(self.config.default);
         // The clock starts now; the timer itself is only registered if the inner
         // future does not finish on its first poll.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
@@ -184,7 +190,10 @@ mod tests {
     fn env_values() {
         let mut errors = ConfigError::default();
         assert_eq!(timeout_from(None, &mut errors), DEFAULT_TIMEOUT);
-        assert_eq!(timeout_from(Some("250"), &mut errors), Duration::from_millis(250));
+        assert_eq!(
+            timeout_from(Some("250"), &mut errors),
+            Duration::from_millis(250)
+        );
         assert!(errors.problems().is_empty());
         for bad in ["0", "30s", "-5", "1.5"] {
             assert_eq!(timeout_from(Some(bad), &mut errors), DEFAULT_TIMEOUT);

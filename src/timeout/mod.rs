@@ -112,7 +112,8 @@ mod tests {
         let dropped = Arc::new(AtomicBool::new(false));
         let svc = TimeoutLayer::new(Duration::from_secs(30)).layer(sleeper(dropped.clone()));
         let mut req = Request::get("/x?60000").body(()).unwrap();
-        req.extensions_mut().insert(RequestId::new("req-7").unwrap());
+        req.extensions_mut()
+            .insert(RequestId::new("req-7").unwrap());
         let mut fut = Box::pin(svc.oneshot(req));
         // Not yet: the handler is still running at 29.999 s.
         tokio::select! {
@@ -122,7 +123,10 @@ mod tests {
         }
         assert!(!dropped.load(Ordering::SeqCst));
         let res = fut.await.unwrap();
-        assert!(dropped.load(Ordering::SeqCst), "handler future must be dropped on expiry");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "handler future must be dropped on expiry"
+        );
         assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
         let problem = res.extensions().get::<Problem>().unwrap().clone();
         assert_eq!(problem.get_rejected_by(), Some("timeout"));
@@ -140,7 +144,11 @@ mod tests {
         let dropped = Arc::new(AtomicBool::new(false));
         let svc = TimeoutLayer::new(Duration::from_secs(1)).layer(sleeper(dropped.clone()));
         for q in ["/?0", "/?999"] {
-            let res = svc.clone().oneshot(Request::get(q).body(()).unwrap()).await.unwrap();
+            let res = svc
+                .clone()
+                .oneshot(Request::get(q).body(()).unwrap())
+                .await
+                .unwrap();
             assert_eq!(res.status(), StatusCode::OK);
             assert!(res.extensions().get::<Problem>().is_none());
             assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "done");
@@ -157,29 +165,46 @@ mod tests {
         let svc = layer.layer(sleeper(dropped));
         let call = |uri: &'static str| {
             let svc = svc.clone();
-            async move { svc.oneshot(Request::get(uri).body(()).unwrap()).await.unwrap() }
+            async move {
+                svc.oneshot(Request::get(uri).body(()).unwrap())
+                    .await
+                    .unwrap()
+            }
         };
         assert_eq!(call("/long/a?1000").await.status(), StatusCode::OK);
         let res = call("/long?2000").await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         let problem = res.extensions().get::<Problem>().unwrap();
         assert_eq!(problem.get_code().as_str(), "TIMEOUT");
-        assert_eq!(problem.get_detail(), Some("request did not complete within 1.5 s"));
-        assert_eq!(call("/short?50").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            problem.get_detail(),
+            Some("request did not complete within 1.5 s")
+        );
+        assert_eq!(
+            call("/short?50").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(call("/other?50").await.status(), StatusCode::OK);
-        assert_eq!(call("/other?150").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call("/other?150").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn errors_pass_through_and_huge_timeouts_never_fire() {
-        let svc = TimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(|_: Request<()>| async {
-            Err::<Response<()>, _>("boom")
-        }));
+        let svc =
+            TimeoutLayer::new(Duration::from_secs(1)).layer(service_fn(|_: Request<()>| async {
+                Err::<Response<()>, _>("boom")
+            }));
         assert_eq!(svc.oneshot(Request::new(())).await.unwrap_err(), "boom");
 
         let dropped = Arc::new(AtomicBool::new(false));
         let svc = TimeoutLayer::new(Duration::MAX).layer(sleeper(dropped));
-        let res = svc.oneshot(Request::get("/?86400000").body(()).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(Request::get("/?86400000").body(()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
 
@@ -204,7 +229,10 @@ mod tests {
             let svc = svc.clone();
             let uri = format!("/?{}", i * 5);
             tasks.push(tokio::spawn(async move {
-                svc.oneshot(Request::get(uri).body(()).unwrap()).await.unwrap().status()
+                svc.oneshot(Request::get(uri).body(()).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
             }));
         }
         let mut timed_out = 0;

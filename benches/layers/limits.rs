@@ -1,0 +1,125 @@
+//! `BodyLimitLayer`, `SecurityHeadersLayer` and `TimeoutLayer` beside a bare router
+//! and their tower-http peers, through `Router::oneshot` on a trivial handler.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::routing::{get, post};
+use criterion::{BenchmarkId, Criterion};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, StatusCode};
+use tower::ServiceExt;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_ops::body_limit::BodyLimitLayer;
+use tower_ops::security_headers::SecurityHeadersLayer;
+use tower_ops::timeout::TimeoutLayer;
+
+fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/echo", post(|body: Bytes| async move { body }))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn run(c: &mut Criterion, group: &str, apps: &[(&str, Router)], request: fn() -> Request<Body>) {
+    let rt = runtime();
+    let mut g = c.benchmark_group(group);
+    for (name, app) in apps {
+        g.bench_with_input(BenchmarkId::from_parameter(name), app, |b, app| {
+            b.to_async(&rt).iter(|| {
+                let app = app.clone();
+                async move { black_box(app.oneshot(request()).await) }
+            });
+        });
+    }
+    g.finish();
+}
+
+fn get_root() -> Request<Body> {
+    Request::get("/").body(Body::empty()).expect("request")
+}
+
+fn post_small() -> Request<Body> {
+    Request::post("/echo")
+        .header(header::CONTENT_LENGTH, "5")
+        .body(Body::from("hello"))
+        .expect("request")
+}
+
+fn peer_security_headers(app: Router) -> Router {
+    let pairs = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+    ];
+    pairs.into_iter().fold(app, |app, (name, value)| {
+        app.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    })
+}
+
+/// Runs every group of this module.
+pub(crate) fn bench(c: &mut Criterion) {
+    const LIMIT: usize = 1 << 20;
+    let body_limit = [
+        ("bare", router()),
+        (
+            "tower_ops",
+            router().layer(BodyLimitLayer::new(LIMIT as u64).for_axum()),
+        ),
+        (
+            "tower_ops_any_body",
+            router().layer(BodyLimitLayer::new(LIMIT as u64)),
+        ),
+        (
+            "tower_http",
+            router().layer(tower_http::limit::RequestBodyLimitLayer::new(LIMIT)),
+        ),
+    ];
+    run(c, "body_limit/get", &body_limit, get_root);
+    run(c, "body_limit/post_5_bytes", &body_limit, post_small);
+
+    let security = [
+        ("bare", router()),
+        ("tower_ops", router().layer(SecurityHeadersLayer::api())),
+        ("tower_http", peer_security_headers(router())),
+    ];
+    run(c, "security_headers", &security, get_root);
+
+    let timeout = Duration::from_secs(30);
+    let timeouts = [
+        ("bare", router()),
+        ("tower_ops", router().layer(TimeoutLayer::new(timeout))),
+        (
+            "tower_http",
+            router().layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::GATEWAY_TIMEOUT,
+                timeout,
+            )),
+        ),
+    ];
+    run(c, "timeout", &timeouts, get_root);
+}
