@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use super::body::Shared;
 use super::layer::{Config, LengthProblem};
 use super::mode::{AnyBody, ResponseMode};
+use crate::error::Renderer;
 use crate::error::{Code, Problem};
 use crate::request_id::RequestId;
 
@@ -25,20 +26,22 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
+        // Boxed: rejections are rare, and a small future is cheaper to move on
+        // the path every request takes.
         Reject {
-            rejection: Option<(Problem, Arc<Config>)>,
+            rejection: Option<Box<(Problem, Option<Renderer>)>>,
         },
         Inner {
             #[pin]
             future: F,
-            watch: Option<(Arc<Shared>, Arc<Config>)>,
+            watch: Option<(Arc<Shared>, Option<Renderer>)>,
         },
     }
 }
 
 impl<F, M> ResponseFuture<F, M> {
     pub(crate) fn too_large(
-        config: &Arc<Config>,
+        config: &Config,
         length: u64,
         limit: u64,
         id: Option<RequestId>,
@@ -48,7 +51,7 @@ impl<F, M> ResponseFuture<F, M> {
     }
 
     pub(crate) fn bad_length(
-        config: &Arc<Config>,
+        config: &Config,
         problem: LengthProblem,
         id: Option<RequestId>,
     ) -> Self {
@@ -63,24 +66,31 @@ impl<F, M> ResponseFuture<F, M> {
         Self::reject(config, problem)
     }
 
-    fn reject(config: &Arc<Config>, problem: Problem) -> Self {
+    fn reject(config: &Config, problem: Problem) -> Self {
         Self {
             kind: Kind::Reject {
-                rejection: Some((problem, config.clone())),
+                rejection: Some(Box::new((problem, config.renderer.clone()))),
             },
             _mode: PhantomData,
         }
     }
 
-    pub(crate) fn inner(future: F, shared: Option<Arc<Shared>>, config: &Arc<Config>) -> Self {
+    pub(crate) fn inner(future: F, shared: Option<Arc<Shared>>, config: &Config) -> Self {
         Self {
             kind: Kind::Inner {
                 future,
-                watch: shared.map(|s| (s, config.clone())),
+                watch: shared.map(|s| (s, config.renderer.clone())),
             },
             _mode: PhantomData,
         }
     }
+}
+
+fn render<B>(
+    renderer: Option<Renderer>,
+    problem: Problem,
+) -> Response<crate::body::ResponseBody<B>> {
+    renderer.unwrap_or_default().response(problem)
 }
 
 fn with_id(problem: Problem, id: Option<RequestId>) -> Problem {
@@ -107,21 +117,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Reject { rejection } => {
-                let (problem, config) = rejection
+                let (problem, renderer) = *rejection
                     .take()
                     .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(M::rejection(config.renderer.response(problem))))
+                Poll::Ready(Ok(M::rejection(render(renderer, problem))))
             }
             KindProj::Inner { future, watch } => {
                 let result = std::task::ready!(future.poll(cx));
-                if let Some((shared, config)) = watch.take()
+                if let Some((shared, renderer)) = watch.take()
                     && shared.was_hit()
                 {
                     // Whatever the handler made of the body error (a 400, a
                     // 500, a 200 with an empty default, or a service error),
                     // the client is told the truth: the body was too large.
                     let problem = too_large(shared.limit, shared.request_id.clone());
-                    return Poll::Ready(Ok(M::rejection(config.renderer.response(problem))));
+                    return Poll::Ready(Ok(M::rejection(render(renderer, problem))));
                 }
                 Poll::Ready(result.map(M::response))
             }

@@ -19,17 +19,24 @@ use crate::request_id::RequestId;
 /// The default limit: 1 MiB.
 pub const DEFAULT_LIMIT: u64 = 1 << 20;
 
+/// Cloned into every service and, by axum, on every request: the common
+/// configuration (one limit, the default renderer) clones without touching a
+/// reference count.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     default: u64,
-    routes: Routes<u64>,
-    pub(crate) renderer: Renderer,
+    routes: Option<Arc<Routes<u64>>>,
+    /// `None` is the default problem+json renderer, made only when rejecting.
+    pub(crate) renderer: Option<Renderer>,
 }
 
 impl Config {
     #[inline]
     fn limit_for(&self, path: &str) -> u64 {
-        self.routes.get(path).unwrap_or(self.default)
+        match &self.routes {
+            Some(routes) => routes.get(path).unwrap_or(self.default),
+            None => self.default,
+        }
     }
 }
 
@@ -39,7 +46,7 @@ impl Config {
 /// `M` chooses the body types seen by the inner service: [`AnyBody`] by default,
 /// or [`AxumBody`](super::AxumBody) after [`for_axum`](Self::for_axum).
 pub struct BodyLimitLayer<M = AnyBody> {
-    config: Arc<Config>,
+    config: Config,
     _mode: PhantomData<fn() -> M>,
 }
 
@@ -65,11 +72,11 @@ impl BodyLimitLayer {
     /// A layer allowing bodies of at most `limit` bytes on every route.
     pub fn new(limit: u64) -> Self {
         Self {
-            config: Arc::new(Config {
+            config: Config {
                 default: limit,
-                routes: Routes::default(),
-                renderer: Renderer::default(),
-            }),
+                routes: None,
+                renderer: None,
+            },
             _mode: PhantomData,
         }
     }
@@ -80,11 +87,16 @@ impl BodyLimitLayer {
         let mut errors = ConfigError::default();
         let value = config::var("BODY_LIMIT_BYTES", &mut errors);
         let limit = limit_from(value.as_deref(), &mut errors);
-        let renderer = Renderer::from_env().unwrap_or_else(|e| {
-            errors.merge(e);
-            Renderer::default()
-        });
-        errors.into_result(Self::new(limit).renderer(renderer))
+        let mut layer = Self::new(limit);
+        match Renderer::from_env() {
+            // Unset means the default renderer, which costs nothing per request.
+            Ok(renderer) if config::var("ERROR_FORMAT", &mut errors).is_some() => {
+                layer = layer.renderer(renderer);
+            }
+            Ok(_) => {}
+            Err(e) => errors.merge(e),
+        }
+        errors.into_result(layer)
     }
 }
 
@@ -111,13 +123,13 @@ impl<M> BodyLimitLayer<M> {
     /// nested router, without the nest prefix); the first matching rule wins, in
     /// the order added.
     pub fn route(mut self, pattern: &str, limit: u64) -> Self {
-        Arc::make_mut(&mut self.config).routes.push(pattern, limit);
+        Arc::make_mut(self.config.routes.get_or_insert_with(Arc::default)).push(pattern, limit);
         self
     }
 
     /// Renders rejections with `renderer` instead of problem+json.
     pub fn renderer(mut self, renderer: Renderer) -> Self {
-        Arc::make_mut(&mut self.config).renderer = renderer;
+        self.config.renderer = Some(renderer);
         self
     }
 
@@ -149,7 +161,7 @@ impl<S, M> Layer<S> for BodyLimitLayer<M> {
 /// The service made by [`BodyLimitLayer`].
 pub struct BodyLimit<S, M = AnyBody> {
     inner: S,
-    config: Arc<Config>,
+    config: Config,
     _mode: PhantomData<fn() -> M>,
 }
 

@@ -1,16 +1,15 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Response;
+use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::layer::Config;
 use crate::body::ResponseBody;
-use crate::error::{Code, Problem};
+use crate::error::{Code, Problem, Renderer};
 use crate::request_id::RequestId;
 
 pin_project! {
@@ -23,7 +22,8 @@ pin_project! {
         deadline: Option<Instant>,
         timeout: Duration,
         request_id: Option<RequestId>,
-        config: Arc<Config>,
+        status: StatusCode,
+        renderer: Option<Renderer>,
     }
 }
 
@@ -42,7 +42,7 @@ impl<F> ResponseFuture<F> {
         deadline: Option<Instant>,
         timeout: Duration,
         request_id: Option<RequestId>,
-        config: Arc<Config>,
+        config: &Config,
     ) -> Self {
         Self {
             state: State::Running { inner },
@@ -50,7 +50,8 @@ impl<F> ResponseFuture<F> {
             deadline,
             timeout,
             request_id,
-            config,
+            status: config.status,
+            renderer: config.renderer.clone(),
         }
     }
 }
@@ -84,7 +85,7 @@ where
         // Drop the handler's future now, not when our own future is dropped:
         // whatever it holds (connections, locks, permits) is released at once.
         this.state.project_replace(State::Done);
-        let mut problem = Problem::new(this.config.status)
+        let mut problem = Problem::new(*this.status)
             .code(Code::TIMEOUT)
             .detail(format!(
                 "request did not complete within {}",
@@ -98,7 +99,8 @@ where
             timeout_ms = this.timeout.as_millis() as u64,
             "request timed out"
         );
-        Poll::Ready(Ok(this.config.renderer.response(problem)))
+        let renderer = this.renderer.take().unwrap_or_default();
+        Poll::Ready(Ok(renderer.response(problem)))
     }
 }
 

@@ -15,31 +15,34 @@ use crate::request_id::RequestId;
 /// The default timeout: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Cloned into every service, by axum on every request, and into every response
+/// future: the common configuration clones without touching a reference count.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     default: Duration,
-    routes: Routes<Duration>,
+    routes: Option<Arc<Routes<Duration>>>,
     pub(crate) status: StatusCode,
-    pub(crate) renderer: Renderer,
+    /// `None` is the default problem+json renderer, made only on expiry.
+    pub(crate) renderer: Option<Renderer>,
 }
 
 /// Bounds the time to produce a response, answering with a 504 `TIMEOUT`
 /// Problem. See the [module docs](super).
 #[derive(Clone, Debug)]
 pub struct TimeoutLayer {
-    config: Arc<Config>,
+    config: Config,
 }
 
 impl TimeoutLayer {
     /// A layer giving every request `timeout` to produce its response.
     pub fn new(timeout: Duration) -> Self {
         Self {
-            config: Arc::new(Config {
+            config: Config {
                 default: timeout,
-                routes: Routes::default(),
+                routes: None,
                 status: StatusCode::GATEWAY_TIMEOUT,
-                renderer: Renderer::default(),
-            }),
+                renderer: None,
+            },
         }
     }
 
@@ -49,17 +52,22 @@ impl TimeoutLayer {
         let mut errors = ConfigError::default();
         let value = config::var("REQUEST_TIMEOUT_MS", &mut errors);
         let timeout = timeout_from(value.as_deref(), &mut errors);
-        let renderer = Renderer::from_env().unwrap_or_else(|e| {
-            errors.merge(e);
-            Renderer::default()
-        });
-        errors.into_result(Self::new(timeout).renderer(renderer))
+        let mut layer = Self::new(timeout);
+        match Renderer::from_env() {
+            // Unset means the default renderer, which costs nothing per request.
+            Ok(renderer) if config::var("ERROR_FORMAT", &mut errors).is_some() => {
+                layer = layer.renderer(renderer);
+            }
+            Ok(_) => {}
+            Err(e) => errors.merge(e),
+        }
+        errors.into_result(layer)
     }
 
     /// The status of the answer on expiry (default 504 Gateway Timeout; 503 and
     /// 408 are other common choices). The code stays `TIMEOUT`.
     pub fn status(mut self, status: StatusCode) -> Self {
-        Arc::make_mut(&mut self.config).status = status;
+        self.config.status = status;
         self
     }
 
@@ -67,15 +75,13 @@ impl TimeoutLayer {
     /// path (`/reports`) or a prefix ending in `/*` (`/export/*`), compared byte
     /// for byte with the request path; the first matching rule wins.
     pub fn route(mut self, pattern: &str, timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.config)
-            .routes
-            .push(pattern, timeout);
+        Arc::make_mut(self.config.routes.get_or_insert_with(Arc::default)).push(pattern, timeout);
         self
     }
 
     /// Renders the answer with `renderer` instead of problem+json.
     pub fn renderer(mut self, renderer: Renderer) -> Self {
-        Arc::make_mut(&mut self.config).renderer = renderer;
+        self.config.renderer = Some(renderer);
         self
     }
 
@@ -124,7 +130,7 @@ impl<S> Layer<S> for TimeoutLayer {
 #[derive(Clone, Debug)]
 pub struct Timeout<S> {
     inner: S,
-    config: Arc<Config>,
+    config: Config,
 }
 
 impl<S> Timeout<S> {
@@ -168,17 +174,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let timeout = self
-            .config
-            .routes
-            .get(req.uri().path())
-            .unwrap_or(self.config.default);
+        let timeout = match &self.config.routes {
+            Some(routes) => routes.get(req.uri().path()).unwrap_or(self.config.default),
+            None => self.config.default,
+        };
         // The clock starts now; the timer itself is only registered if the inner
         // future does not finish on its first poll.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
         let request_id = req.extensions().get::<RequestId>().cloned();
         let future = self.inner.call(req);
-        ResponseFuture::new(future, deadline, timeout, request_id, self.config.clone())
+        ResponseFuture::new(future, deadline, timeout, request_id, &self.config)
     }
 }
 
