@@ -240,15 +240,20 @@ where
                 return ResponseFuture::bad_length(&self.config, problem, request_id());
             }
         };
-        let may_stream = !req.body().is_end_stream();
+        let body = req.body();
+        // A body needs counting unless it is empty, or it declared a length within
+        // the limit and its own exact size agrees: `http_body` makes an exact size
+        // hint a promise, and hyper enforces Content-Length on HTTP/1 and HTTP/2.
+        let fits = declared.is_some() && body.size_hint().exact() == declared;
+        let needs_counting = !(body.is_end_stream() || fits);
         // Only a body without a declared length can go over the limit while the
         // handler reads it, so only then is the flag shared with the response
-        // future (and allocated). A body longer than its own Content-Length (which
-        // hyper never delivers) is still cut at the limit, but the handler decides
-        // the answer.
-        let shared = (may_stream && declared.is_none()).then(|| Shared::new(limit, request_id()));
+        // future (and allocated). A body longer than its own Content-Length is
+        // still cut at the limit, but the handler decides the answer.
+        let shared =
+            (needs_counting && declared.is_none()).then(|| Shared::new(limit, request_id()));
         let watched = shared.clone();
-        let req = req.map(|body| M::request(Limited::new(body, limit, watched), may_stream));
+        let req = req.map(|body| M::request(Limited::new(body, limit, watched), needs_counting));
         ResponseFuture::inner(self.inner.call(req), shared, &self.config)
     }
 }

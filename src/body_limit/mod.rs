@@ -420,4 +420,43 @@ mod tests {
             "boom"
         );
     }
+
+    /// A body that promises 3 bytes and sends more.
+    struct Lying(body::tests::Chunks);
+
+    impl http_body::Body for Lying {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::pin::Pin::new(&mut self.0).poll_frame(cx)
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(3)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_generic_mode_counts_even_a_body_that_breaks_its_promise() {
+        let svc = BodyLimitLayer::new(4).layer(tower::service_fn(
+            |req: Request<Limited<Lying>>| async move {
+                let seen = req.into_body().collect().await.map(|c| c.to_bytes().len());
+                Ok::<_, std::convert::Infallible>(http::Response::new(format!("{seen:?}")))
+            },
+        ));
+        let req = Request::post("/")
+            .header("content-length", "3")
+            .body(Lying(body::tests::Chunks::new(&[3, 7])))
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        // The length was declared, so the handler answers; it never saw more
+        // than the limit.
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(text.starts_with(b"Err("), "{text:?}");
+    }
 }

@@ -18,7 +18,7 @@ pub trait RequestMode<B>: sealed::Sealed {
     type ReqBody;
 
     #[doc(hidden)]
-    fn request(body: Limited<B>, may_stream: bool) -> Self::ReqBody;
+    fn request(body: Limited<B>, needs_counting: bool) -> Self::ReqBody;
 }
 
 /// The response body a [`BodyLimit`](super::BodyLimit) returns, per mode.
@@ -46,7 +46,7 @@ impl<B> RequestMode<B> for AnyBody {
     type ReqBody = Limited<B>;
 
     #[inline]
-    fn request(body: Limited<B>, _may_stream: bool) -> Self::ReqBody {
+    fn request(body: Limited<B>, _needs_counting: bool) -> Self::ReqBody {
         body
     }
 }
@@ -69,8 +69,11 @@ impl<ResBody> ResponseMode<ResBody> for AnyBody {
 /// `Request<axum::body::Body>` and the layer returns `Response<axum::body::Body>`.
 ///
 /// Under `Router::layer` this saves the boxing axum would otherwise do on every
-/// request and response: an empty request body and the handler's response pass
-/// through as they are, and only a body that may stream is wrapped.
+/// request and response: the handler's response passes through as it is, and so
+/// does a request body that cannot go over the limit: an empty one, or one whose
+/// exact size equals its declared `Content-Length` (within the limit). Every
+/// other body is counted by a [`Limited`] wrapper. The default [`AnyBody`]
+/// mode counts every body.
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Clone, Copy, Debug, Default)]
@@ -88,8 +91,8 @@ where
     type ReqBody = axum::body::Body;
 
     #[inline]
-    fn request(body: Limited<B>, may_stream: bool) -> Self::ReqBody {
-        if may_stream {
+    fn request(body: Limited<B>, needs_counting: bool) -> Self::ReqBody {
+        if needs_counting {
             axum::body::Body::new(body)
         } else {
             // `Body::new` of a `Body` is the body itself: no allocation.
