@@ -88,14 +88,7 @@ impl BodyLimitLayer {
         let value = config::var("BODY_LIMIT_BYTES", &mut errors);
         let limit = limit_from(value.as_deref(), &mut errors);
         let mut layer = Self::new(limit);
-        match Renderer::from_env() {
-            // Unset means the default renderer, which costs nothing per request.
-            Ok(renderer) if config::var("ERROR_FORMAT", &mut errors).is_some() => {
-                layer = layer.renderer(renderer);
-            }
-            Ok(_) => {}
-            Err(e) => errors.merge(e),
-        }
+        layer.config.renderer = renderer_from_env(&mut errors);
         errors.into_result(layer)
     }
 }
@@ -307,6 +300,18 @@ fn parse_digits(bytes: &[u8]) -> Option<u64> {
             None
         }
     })
+}
+
+/// The renderer chosen by `ERROR_FORMAT`; `None` when the variable is unset, so
+/// the default renderer costs nothing per request.
+pub(crate) fn renderer_from_env(errors: &mut ConfigError) -> Option<Renderer> {
+    match Renderer::from_env() {
+        Ok(renderer) => config::var("ERROR_FORMAT", errors).map(|_| renderer),
+        Err(e) => {
+            errors.merge(e);
+            None
+        }
+    }
 }
 
 fn limit_from(value: Option<&str>, errors: &mut ConfigError) -> u64 {

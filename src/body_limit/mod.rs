@@ -107,8 +107,8 @@ pub(crate) mod routes;
 
 pub use self::body::{BoxError, LengthLimitError, Limited};
 pub use self::future::ResponseFuture;
-pub(crate) use self::layer::parse_whole;
 pub use self::layer::{BodyLimit, BodyLimitLayer, DEFAULT_LIMIT};
+pub(crate) use self::layer::{parse_whole, renderer_from_env};
 #[cfg(feature = "axum")]
 pub use self::mode::AxumBody;
 pub use self::mode::{AnyBody, RequestMode, ResponseMode};

@@ -53,14 +53,7 @@ impl TimeoutLayer {
         let value = config::var("REQUEST_TIMEOUT_MS", &mut errors);
         let timeout = timeout_from(value.as_deref(), &mut errors);
         let mut layer = Self::new(timeout);
-        match Renderer::from_env() {
-            // Unset means the default renderer, which costs nothing per request.
-            Ok(renderer) if config::var("ERROR_FORMAT", &mut errors).is_some() => {
-                layer = layer.renderer(renderer);
-            }
-            Ok(_) => {}
-            Err(e) => errors.merge(e),
-        }
+        layer.config.renderer = crate::body_limit::renderer_from_env(&mut errors);
         errors.into_result(layer)
     }
 
