@@ -24,10 +24,10 @@
 //!
 //! Over a real socket, hyper's HTTP/1 parser sees `Content-Length` first: it
 //! answers malformed, overflowing or conflicting values with its own bare 400
-//! (and `u64::MAX` with a 431) and closes the connection before any service runs;
-//! a declared length it accepts but this layer finds too large gets the 413 Problem. The 400 Problem of this
-//! layer is for what reaches it through other servers, HTTP/2, proxies, tests
-//! and `oneshot`.
+//! (and `u64::MAX` with a 431) and closes the connection before any service
+//! runs; a declared length it accepts but this layer finds too large gets the
+//! 413 Problem. The 400 Problem of this layer is for what reaches it through
+//! other servers, proxies, tests and `oneshot`.
 //!
 //! # Where to put it
 //!
