@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tower::ServiceBuilder;
+use tower_ops::body_limit::BodyLimitLayer;
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::error::{ErrorLayer, Problem};
 use tower_ops::health::{HealthRegistryBuilder, check_fn};
@@ -28,7 +29,9 @@ use tower_ops::paths::PathSet;
 use tower_ops::rate_limit::RateLimitLayer;
 use tower_ops::request_id::RequestIdLayer;
 use tower_ops::route::CaptureRouteLayer;
+use tower_ops::security_headers::SecurityHeadersLayer;
 use tower_ops::shutdown::ShutdownBuilder;
+use tower_ops::timeout::TimeoutLayer;
 
 #[derive(Deserialize)]
 struct Slow {
@@ -115,8 +118,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(ClientIpLayer::from_env()?)
         .layer(RequestLogLayer::from_env()?)
         .layer(metrics)
+        .layer(SecurityHeadersLayer::from_env()?)
         .layer(ErrorLayer::from_env()?)
-        .layer(RateLimitLayer::from_env()?.skip_paths(PathSet::probes()));
+        .layer(TimeoutLayer::from_env()?)
+        .layer(RateLimitLayer::from_env()?.skip_paths(PathSet::probes()))
+        .layer(BodyLimitLayer::from_env()?.for_axum());
     let app = app()
         .merge(health.router())
         .merge(exporter.into_router())

@@ -72,6 +72,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+pub mod body_limit;
 pub mod client_ip;
 pub mod config;
 pub mod error;
@@ -87,5 +88,7 @@ pub mod rate_limit;
 pub mod redact;
 pub mod request_id;
 pub mod route;
+pub mod security_headers;
 pub mod shutdown;
 mod time;
+pub mod timeout;

@@ -8,6 +8,7 @@
 
 mod error;
 mod health;
+mod limits;
 mod log;
 mod metrics;
 mod rate_limit;
@@ -19,6 +20,7 @@ criterion::criterion_group!(
     benches,
     error::bench,
     health::bench,
+    limits::bench,
     log::bench,
     metrics::bench,
     rate_limit::bench,
