@@ -71,6 +71,19 @@ impl Drop for Server {
 
 impl Server {
     fn start(target: &Target, env: &[(&str, &str)]) -> Server {
+        // A port found free can be taken by a parallel test before the binary
+        // binds it: try another one then.
+        for _ in 0..4 {
+            match Self::try_start(target, env) {
+                Ok(server) => return server,
+                Err(log) if log.contains("AddrInUse") => continue,
+                Err(log) => panic!("example exited early: {log}"),
+            }
+        }
+        panic!("no free port after 4 tries");
+    }
+
+    fn try_start(target: &Target, env: &[(&str, &str)]) -> Result<Server, String> {
         let port = free_port();
         let mut child = command(target, port, env)
             .spawn()
@@ -102,11 +115,15 @@ impl Server {
         };
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Ok((200, _)) = get(port, target.ready) {
-                return server;
+            if let Ok((200, _)) = get(port, target.ready)
+                && server.child.try_wait().unwrap().is_none()
+            {
+                return Ok(server);
             }
             if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("example exited early ({status}): {}", server.log());
+                // Let the reader threads catch the last output.
+                thread::sleep(Duration::from_millis(50));
+                return Err(format!("({status}): {}", server.log()));
             }
             assert!(Instant::now() < deadline, "never ready: {}", server.log());
             thread::sleep(Duration::from_millis(20));
