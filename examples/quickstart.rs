@@ -84,7 +84,7 @@ fn app() -> Router {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // JSON lines unless stdout is a terminal; LOG_FORMAT, LOG_LEVEL, RUST_LOG.
-    let _log = tower_ops::log::init_from_env()?;
+    let log = tower_ops::log::init_from_env()?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -107,9 +107,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build();
 
     // Metrics into our own registry; /metrics honours METRICS_TOKEN.
-    let (metrics, registry) = MetricsLayer::builder()
+    let (metrics, mut registry) = MetricsLayer::builder()
         .skip_paths(PathSet::probes())
         .build();
+    log.dropped_lines_counter().register(&mut registry);
     let exporter = MetricsExporter::from_env(registry)?;
 
     // The canonical order, outermost first.

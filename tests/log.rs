@@ -347,3 +347,49 @@ fn env_child() {
         assert!(tower_ops::log::LogBuilder::new().init().is_err());
     }
 }
+
+#[tokio::test]
+async fn captured_bodies_are_redacted_and_capped() {
+    let cap = Capture::default();
+    let sub = tracing_subscriber::registry().with(JsonLayer::new(cap.clone()));
+    let _g = tracing::subscriber::set_default(sub);
+    let router =
+        Router::new()
+            .route(
+                "/echo",
+                axum::routing::post(
+                    |tower_ops::error::Json(v): tower_ops::error::Json<Value>| async move {
+                        axum::Json(v)
+                    },
+                ),
+            )
+            .layer(RequestLogLayer::new().capture_bodies(512));
+    let addr = serve(router).await;
+    let body = r#"{"user":"ann","Pass-Word":"canary-1","nested":{"items":[{"apiKey":"canary-2"}]},"note":"{\"client_secret\":\"canary-3\"}","card":"4111 1111 1111 1111"}"#;
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let res = common::raw(addr, req.as_bytes()).await;
+    assert_eq!(res.status, 200);
+    let lines = cap.wait_for(1).await;
+    let text = cap.text();
+    for canary in ["canary-1", "canary-2", "canary-3", "4111 1111"] {
+        assert!(!text.contains(canary), "{canary} leaked: {text}");
+    }
+    assert_eq!(lines[0]["request_body"]["user"], "ann");
+    assert_eq!(lines[0]["response_body"]["user"], "ann");
+    assert_eq!(lines[0]["response_body"]["Pass-Word"], "[REDACTED]");
+
+    // Over the capture limit: a placeholder, never the raw text.
+    let big = format!(r#"{{"password":"canary-4","pad":"{}"}}"#, "x".repeat(600));
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{big}",
+        big.len()
+    );
+    common::raw(addr, req.as_bytes()).await;
+    let lines = cap.wait_for(2).await;
+    assert!(!cap.text().contains("canary-4"));
+    let placeholder = lines[1]["request_body"].as_str().unwrap();
+    assert!(placeholder.starts_with("<body of "), "{placeholder}");
+}

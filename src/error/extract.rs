@@ -84,9 +84,13 @@ where
         if !is_json(req.headers()) {
             return Err(unsupported_media_type("application/json"));
         }
+        let capture = req.extensions().get::<crate::log::BodyCapture>().cloned();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|r| body_problem(r.status(), r))?;
+        if let Some(capture) = capture {
+            capture.record(bytes.clone());
+        }
         Self::from_bytes(&bytes)
     }
 }

@@ -190,9 +190,53 @@ impl std::fmt::Debug for LogGuard {
 pub struct DroppedLines(ErrorCounter);
 
 impl DroppedLines {
+    #[cfg(test)]
+    fn detached() -> Self {
+        let (writer, _guard) = tracing_appender::non_blocking(std::io::sink());
+        Self(writer.error_counter())
+    }
+}
+
+impl DroppedLines {
     /// Lines dropped so far.
     pub fn get(&self) -> usize {
         self.0.dropped_lines()
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+impl DroppedLines {
+    /// Exports the count as the counter `log_dropped_lines_total`, read at each
+    /// scrape.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut registry = prometheus_client::registry::Registry::default();
+    /// let guard = tower_ops::log::init_from_env()?;
+    /// guard.dropped_lines_counter().register(&mut registry);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(self.clone()));
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl prometheus_client::collector::Collector for DroppedLines {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let counter = prometheus_client::metrics::counter::ConstCounter::new(self.get() as u64);
+        counter.encode(encoder.encode_descriptor(
+            "log_dropped_lines",
+            "Log lines dropped because the non-blocking writer's buffer was full",
+            None,
+            counter.metric_type(),
+        )?)
     }
 }
 
@@ -213,3 +257,18 @@ impl std::fmt::Display for LogInitError {
 }
 
 impl std::error::Error for LogInitError {}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_lines_are_exported() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        DroppedLines::detached().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("# TYPE log_dropped_lines counter"), "{text}");
+        assert!(text.contains("log_dropped_lines_total 0"), "{text}");
+    }
+}

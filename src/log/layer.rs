@@ -58,14 +58,21 @@ impl LogFields {
     }
 
     /// The fields as one JSON object, with `headers` when given; `None` when empty.
-    fn render(&self, headers: Option<&serde_json::Value>) -> Option<String> {
+    fn render(
+        &self,
+        headers: Option<&serde_json::Value>,
+        bodies: Vec<(&str, serde_json::Value)>,
+    ) -> Option<String> {
         let fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if fields.is_empty() && headers.is_none() {
+        if fields.is_empty() && headers.is_none() && bodies.is_empty() {
             return None;
         }
         let mut map: serde_json::Map<String, serde_json::Value> = fields.iter().cloned().collect();
         if let Some(h) = headers {
             map.insert("headers".to_owned(), h.clone());
+        }
+        for (k, v) in bodies {
+            map.insert(k.to_owned(), v);
         }
         Some(serde_json::Value::Object(map).to_string())
     }
@@ -77,6 +84,38 @@ impl fmt::Debug for LogFields {
         f.debug_map()
             .entries(fields.iter().map(|(k, v)| (k, v)))
             .finish()
+    }
+}
+
+/// The request body, kept for the log line when body capture is on.
+///
+/// [`RequestLogLayer::capture_bodies`] puts one in the request extensions; the
+/// crate's [`Json`](crate::error::Json) extractor records the bytes it read into it,
+/// and so can any extractor of yours. The log line gets the body redacted and
+/// capped as `request_body`. Cheap to clone; recording keeps a reference to the
+/// bytes, not a copy.
+#[derive(Clone, Default)]
+pub struct BodyCapture(Arc<Mutex<Option<Bytes>>>);
+
+impl BodyCapture {
+    /// Records the request body (the last call wins).
+    pub fn record(&self, body: Bytes) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+    }
+
+    fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl fmt::Debug for BodyCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self
+            .0
+            .lock()
+            .map(|b| b.as_ref().map(Bytes::len))
+            .unwrap_or(None);
+        f.debug_struct("BodyCapture").field("len", &len).finish()
     }
 }
 
@@ -104,6 +143,7 @@ struct Config {
     success_sample: f64,
     levels: LevelPolicy,
     headers: Vec<HeaderName>,
+    capture: Option<usize>,
 }
 
 /// Logs exactly one event per request, at completion. See the
@@ -144,6 +184,7 @@ impl RequestLogLayer {
                 success_sample: 1.0,
                 levels: default_level,
                 headers: Vec::new(),
+                capture: None,
             }),
         }
     }
@@ -204,6 +245,18 @@ impl RequestLogLayer {
     pub fn headers(self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         let names: Vec<HeaderName> = names.into_iter().collect();
         self.with(|c| c.headers = names)
+    }
+
+    /// Logs JSON request and response bodies, redacted, as `request_body` and
+    /// `response_body`, when they are at most `max_bytes` long (larger ones are
+    /// logged as `<body of N bytes not captured>`). Off by default: bodies are
+    /// often large and personal.
+    ///
+    /// Response bodies are copied as they stream, only when their `content-type`
+    /// is JSON. Request bodies are recorded by whoever reads them through the
+    /// [`BodyCapture`] extension (the crate's `Json` extractor does).
+    pub fn capture_bodies(self, max_bytes: usize) -> Self {
+        self.with(|c| c.capture = Some(max_bytes))
     }
 
     /// Swaps the redactor used for the path's query string and headers.
@@ -269,6 +322,7 @@ struct Pending {
     headers: Option<serde_json::Value>,
     route: Option<MatchedRoute>,
     fields: LogFields,
+    request_body: Option<BodyCapture>,
     span: Span,
     probe: bool,
 }
@@ -280,6 +334,8 @@ struct Done {
     route: Option<MatchedRoute>,
     problem: Option<Problem>,
     response_bytes: u64,
+    /// A copy of a JSON response body while it fits the capture limit.
+    response_body: Option<Vec<u8>>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestLog<S>
@@ -317,6 +373,11 @@ where
         };
         let fields = LogFields::default();
         req.extensions_mut().insert(fields.clone());
+        let request_body = config.capture.map(|_| {
+            let capture = BodyCapture::default();
+            req.extensions_mut().insert(capture.clone());
+            capture
+        });
         let headers = (!config.headers.is_empty()).then(|| render_headers(config, req.headers()));
         let pending = Pending {
             config: config.clone(),
@@ -335,6 +396,7 @@ where
             request_id,
             headers,
             fields,
+            request_body,
             span: span.clone(),
         };
         let watchdog = config
@@ -346,6 +408,33 @@ where
             pending: Some(pending),
             watchdog,
         }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json")
+                || (m.len() > 5 && m[m.len() - 5..].eq_ignore_ascii_case("+json"))
+        })
+}
+
+/// A captured body for the log line: redacted JSON, or a placeholder.
+fn captured(redactor: &Redactor, body: &[u8], total: u64, limit: usize) -> serde_json::Value {
+    if total > limit as u64 || body.len() as u64 != total {
+        return serde_json::Value::String(format!("<body of {total} bytes not captured>"));
+    }
+    let redacted = redactor.redact_json_bytes(body);
+    match redacted
+        .as_json()
+        .and_then(|j| serde_json::from_str(j).ok())
+    {
+        Some(value) => value,
+        None => serde_json::Value::String(redacted.to_string()),
     }
 }
 
@@ -451,6 +540,11 @@ where
                         .or_else(|| pending.route.clone()),
                     problem: parts.extensions.get::<Problem>().cloned(),
                     response_bytes: 0,
+                    response_body: pending
+                        .config
+                        .capture
+                        .filter(|_| is_json(&parts.headers))
+                        .map(|_| Vec::new()),
                     pending: Pending {
                         request_id: pending
                             .request_id
@@ -526,6 +620,12 @@ where
             Some(Ok(f)) => {
                 if let (Some(done), Some(data)) = (this.done.as_mut(), f.data_ref()) {
                     done.response_bytes += data.len() as u64;
+                    let limit = done.pending.config.capture.unwrap_or(0);
+                    if let Some(copy) = done.response_body.as_mut()
+                        && copy.len() + data.len() <= limit
+                    {
+                        copy.extend_from_slice(data);
+                    }
                 }
                 // Servers stop polling once `is_end_stream` says so, without
                 // waiting for a final `None`: the body is complete here.
@@ -612,7 +712,21 @@ fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         _ => None,
     };
     let trace_id = problem.and_then(Problem::get_trace_id);
-    let extra = p.fields.render(p.headers.as_ref());
+    let mut bodies = Vec::new();
+    if let Some(limit) = config.capture {
+        if let Some(body) = p.request_body.as_ref().and_then(BodyCapture::take) {
+            let value = captured(&config.redactor, &body, body.len() as u64, limit);
+            bodies.push(("request_body", value));
+        }
+        if let Some(d) = done
+            && let Some(copy) = &d.response_body
+            && d.response_bytes > 0
+        {
+            let value = captured(&config.redactor, copy, d.response_bytes, limit);
+            bodies.push(("response_body", value));
+        }
+    }
+    let extra = p.fields.render(p.headers.as_ref(), bodies);
     macro_rules! event {
         ($lvl:expr) => {
             tracing::event!(

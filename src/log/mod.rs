@@ -59,5 +59,5 @@ mod layer;
 pub use self::format::JsonLayer;
 pub use self::init::{DroppedLines, LogBuilder, LogFormat, LogGuard, LogInitError, init_from_env};
 pub use self::layer::{
-    LevelPolicy, LogBody, LogFields, RequestLog, RequestLogLayer, ResponseFuture,
+    BodyCapture, LevelPolicy, LogBody, LogFields, RequestLog, RequestLogLayer, ResponseFuture,
 };
