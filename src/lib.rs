@@ -59,9 +59,12 @@ pub mod error;
 pub mod health;
 mod json;
 pub mod log;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod paths;
 pub mod redact;
 pub mod request_id;
 pub mod route;
 pub mod shutdown;
 mod time;
+pub mod trace_context;
