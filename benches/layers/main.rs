@@ -8,6 +8,7 @@
 
 mod health;
 mod log;
+mod otel;
 mod redact;
 mod request_id;
 mod support;
@@ -16,6 +17,7 @@ criterion::criterion_group!(
     benches,
     health::bench,
     log::bench,
+    otel::bench,
     redact::bench,
     request_id::bench,
 );

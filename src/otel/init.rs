@@ -7,7 +7,6 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{self as sdktrace, SdkTracer, SdkTracerProvider, SpanExporter};
-use tracing_opentelemetry::OpenTelemetryLayer;
 
 use super::runtime::ExportRuntime;
 use crate::config::{self, ConfigError};
@@ -394,11 +393,29 @@ impl fmt::Debug for OtelGuard {
 impl OtelGuard {
     /// The `tracing` layer that turns spans into OpenTelemetry spans, for a
     /// subscriber of your own (after [`OtelBuilder::build`]).
-    pub fn layer<S>(&self) -> OpenTelemetryLayer<S, SdkTracer>
+    ///
+    /// Spans carry their fields and semantic-convention attributes but no
+    /// source-location, thread, target or busy/idle attributes, and the
+    /// `request completed` events (already a log line, their data already span
+    /// attributes) are not copied into span events.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
     where
-        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+        S: tracing::Subscriber
+            + for<'a> tracing_subscriber::registry::LookupSpan<'a>
+            + Send
+            + Sync
+            + 'static,
     {
-        tracing_opentelemetry::layer().with_tracer(self.tracer())
+        use tracing_subscriber::Layer as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(self.tracer())
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                !(meta.is_event() && meta.target() == "tower_ops::request")
+            }))
     }
 
     /// A tracer of this provider.

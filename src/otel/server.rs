@@ -4,7 +4,7 @@
 use http::{HeaderMap, Method, Request, StatusCode};
 use opentelemetry::baggage::{BaggageExt, KeyValueMetadata};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
-use opentelemetry::{Context, global};
+use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_http::HeaderExtractor;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -35,38 +35,62 @@ pub(crate) fn start<B>(
     {
         return incoming;
     }
+    // Starting the span here lets the sampler decide before any attribute is
+    // built: an unsampled request pays for ids only.
+    let cx = span.context();
+    let otel_span = cx.span();
+    let context = otel_span.span_context();
+    let trace_id = if context.is_valid() {
+        TraceId::from_bytes(context.trace_id().to_bytes())
+    } else {
+        incoming
+    };
+    if !otel_span.is_recording() {
+        return trace_id;
+    }
     let method = known_method(req.method());
-    span.set_attribute("http.request.method", method.unwrap_or("_OTHER"));
+    let uri = req.uri();
+    let mut attributes = Vec::with_capacity(10);
+    attributes.push(KeyValue::new(
+        "http.request.method",
+        method.unwrap_or("_OTHER"),
+    ));
     if method.is_none() {
-        span.set_attribute(
+        attributes.push(KeyValue::new(
             "http.request.method_original",
             redactor.redact_text(req.method().as_str()).into_owned(),
-        );
+        ));
     }
-    let uri = req.uri();
-    span.set_attribute("url.path", redactor.redact_text(uri.path()).into_owned());
+    attributes.push(KeyValue::new(
+        "url.path",
+        redactor.redact_text(uri.path()).into_owned(),
+    ));
     if let Some(query) = uri.query() {
-        span.set_attribute("url.query", redactor.redact_query(query).into_owned());
+        attributes.push(KeyValue::new(
+            "url.query",
+            redactor.redact_query(query).into_owned(),
+        ));
     }
-    span.set_attribute("url.scheme", uri.scheme_str().unwrap_or("http").to_owned());
+    attributes.push(KeyValue::new(
+        "url.scheme",
+        uri.scheme_str().unwrap_or("http").to_owned(),
+    ));
     if let Some(ip) = req.extensions().get::<ClientIp>() {
-        span.set_attribute("client.address", ip.ip().to_string());
+        attributes.push(KeyValue::new("client.address", ip.ip().to_string()));
     }
     if let Some(agent) = req
         .headers()
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        span.set_attribute("user_agent.original", agent.to_owned());
+        attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
     }
-    span.set_attribute("network.protocol.version", protocol_version(req.version()));
-    let cx = span.context();
-    let context = cx.span().span_context().clone();
-    if context.is_valid() {
-        TraceId::from_bytes(context.trace_id().to_bytes())
-    } else {
-        incoming
-    }
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(req.version()),
+    ));
+    otel_span.set_attributes(attributes);
+    trace_id
 }
 
 /// Records the route, status code and error type, then names the span
@@ -81,31 +105,35 @@ pub(crate) fn finish(
     if span.is_disabled() {
         return;
     }
+    let cx = span.context();
+    let otel_span = cx.span();
+    if !otel_span.is_recording() {
+        return;
+    }
     let method = known_method(method).unwrap_or("HTTP");
     if let Some(route) = route {
-        span.set_attribute("http.route", route.as_str().to_owned());
+        otel_span.set_attribute(KeyValue::new("http.route", route.as_str().to_owned()));
     }
     if let Some(status) = status {
-        span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+        otel_span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
     }
     let server_error = status.is_some_and(|s| s.is_server_error());
-    if server_error {
-        span.set_attribute(
-            "error.type",
-            status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        );
+    if let Some(status) = status.filter(|_| server_error) {
+        otel_span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
     } else if failed {
-        span.set_attribute("error.type", "_OTHER");
+        otel_span.set_attribute(KeyValue::new("error.type", "_OTHER"));
     }
-    let name = match route {
+    // Started spans are not renamed by an `otel.name` field: rename the
+    // OpenTelemetry span itself (which also keeps the name out of log lines).
+    otel_span.update_name(match route {
         Some(route) => format!("{method} {}", route.as_str()),
         None => method.to_owned(),
-    };
-    // Started spans cannot be renamed through `otel.name`: rename the
-    // OpenTelemetry span itself (this also keeps these keys out of log lines).
-    span.context().span().update_name(name);
+    });
     if server_error || failed {
-        span.set_status(opentelemetry::trace::Status::error(""));
+        otel_span.set_status(opentelemetry::trace::Status::error(""));
     }
 }
 
