@@ -38,7 +38,8 @@ const PARENT: &str = "00f067aa0ba902b7";
 #[derive(Clone, Default)]
 struct Receiver {
     spans: Arc<Mutex<Vec<ProtoSpan>>>,
-    service_names: Arc<Mutex<Vec<String>>>,
+    /// `key=value` of every string resource attribute seen.
+    resource: Arc<Mutex<Vec<String>>>,
 }
 
 #[tonic::async_trait]
@@ -50,10 +51,11 @@ impl TraceService for Receiver {
         for rs in request.into_inner().resource_spans {
             if let Some(resource) = &rs.resource {
                 for kv in &resource.attributes {
-                    if kv.key == "service.name"
-                        && let Some(AnyValue::StringValue(s)) = value(kv)
-                    {
-                        self.service_names.lock().unwrap().push(s.clone());
+                    if let Some(AnyValue::StringValue(s)) = value(kv) {
+                        self.resource
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}={s}", kv.key));
                     }
                 }
             }
@@ -228,13 +230,10 @@ async fn server_span_is_a_child_of_the_incoming_traceparent() {
     otel.shutdown().unwrap();
 
     let spans = receiver.spans.lock().unwrap().clone();
+    let resource = receiver.resource.lock().unwrap().clone();
     assert!(
-        receiver
-            .service_names
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|s| s == "otel-test")
+        resource.contains(&"service.name=otel-test".to_owned()),
+        "{resource:?}"
     );
     let span = spans
         .iter()
@@ -420,4 +419,196 @@ async fn unreachable_collector_does_not_hang_shutdown() {
         let _span = tracing::info_span!("lost").entered();
     });
     let _ = otel.shutdown();
+}
+
+/// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf) on its own thread.
+fn start_http_receiver() -> (SocketAddr, Arc<Mutex<Vec<ProtoSpan>>>) {
+    use prost::Message as _;
+    let spans: Arc<Mutex<Vec<ProtoSpan>>> = Arc::default();
+    let sink = spans.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |body: axum::body::Bytes| async move {
+                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                        return (StatusCode::BAD_REQUEST, Vec::new());
+                    };
+                    for rs in request.resource_spans {
+                        for ss in rs.scope_spans {
+                            sink.lock().unwrap().extend(ss.spans);
+                        }
+                    }
+                    (
+                        StatusCode::OK,
+                        ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), spans)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn http_protobuf_export_reaches_the_receiver() {
+    let (collector, spans) = start_http_receiver();
+    let otel = OtelBuilder::new()
+        .endpoint(format!("http://{collector}/"))
+        .protocol(tower_ops::otel::Protocol::HttpProtobuf)
+        .build()
+        .unwrap();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(otel.layer())
+        .with(JsonLayer::new(capture.clone()));
+    let default = tracing::subscriber::set_default(subscriber);
+    let server = serve(app()).await;
+    let response = http_get(server, "/users/9", &traceparent(TRACE)).await;
+    assert_eq!(response.status, 200);
+    drop(default);
+    otel.shutdown().unwrap();
+    let spans = spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(hex(&spans[0].trace_id), TRACE);
+    assert_eq!(hex(&spans[0].parent_span_id), PARENT);
+    assert_eq!(spans[0].name, "GET /users/{id}");
+    assert_eq!(capture.completed()[0]["trace_id"], TRACE);
+}
+
+#[test]
+fn https_is_refused_for_http_protobuf_and_bad_endpoints_fail_to_build() {
+    let https = OtelBuilder::new()
+        .endpoint("https://127.0.0.1:4318")
+        .protocol(tower_ops::otel::Protocol::HttpProtobuf)
+        .build();
+    assert!(https.unwrap_err().to_string().contains("TLS"));
+    assert!(
+        OtelBuilder::new()
+            .endpoint("127.0.0.1:4317")
+            .build()
+            .is_err()
+    );
+}
+
+/// Runs the ignored test `name` in a child process with `vars`; its stdout when it
+/// passed.
+fn child(name: &str, vars: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn init_from_env_gives_json_logs_and_export_in_one_call() {
+    // Edition 2024 makes `set_var` unsafe and the crate forbids unsafe code: the
+    // configuration is read by a child process; the receiver runs here.
+    let (collector, receiver) = start_receiver();
+    let endpoint = format!("http://{collector}");
+    let stdout = child(
+        "env_child",
+        &[
+            ("OTEL_TEST_MODE", "serve"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SERVICE_NAME", "env-service"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=test,team=ops",
+            ),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.0"),
+            ("LOG_FORMAT", "json"),
+            ("LOG_LEVEL", "info"),
+        ],
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("request completed"))
+        .unwrap_or_else(|| panic!("no request line in {stdout}"));
+    // The harness may print on the same line before the JSON object.
+    let line: Value = serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap();
+    assert_eq!(line["trace_id"], TRACE);
+    let spans = receiver.spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 1, "exported before the child exited");
+    assert_eq!(hex(&spans[0].parent_span_id), PARENT);
+    let resource = receiver.resource.lock().unwrap().clone();
+    for expected in [
+        "service.name=env-service",
+        "deployment.environment=test",
+        "team=ops",
+    ] {
+        assert!(resource.contains(&expected.to_owned()), "{resource:?}");
+    }
+}
+
+#[test]
+fn from_env_lists_every_bad_value() {
+    child(
+        "env_child",
+        &[
+            ("OTEL_TEST_MODE", "invalid"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "entry point of the from_env tests, run in a child process"]
+fn env_child() {
+    match std::env::var("OTEL_TEST_MODE").as_deref() {
+        Ok("serve") => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let otel = tower_ops::otel::init_from_env().unwrap();
+                let server = serve(app()).await;
+                let response = http_get(server, "/users/3", &traceparent(TRACE)).await;
+                assert_eq!(response.status, 200);
+                otel.shutdown().unwrap();
+            });
+        }
+        Ok("invalid") => {
+            let err = OtelBuilder::from_env().unwrap_err();
+            let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+            assert_eq!(
+                vars,
+                [
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL",
+                    "OTEL_TRACES_SAMPLER_ARG",
+                    "OTEL_TRACES_SAMPLER"
+                ],
+                "{err}"
+            );
+        }
+        _ => {}
+    }
 }
