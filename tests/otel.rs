@@ -3,6 +3,8 @@
 //! log line and in error envelopes, and flushing on shutdown.
 #![cfg(all(feature = "otel", feature = "axum"))]
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
 
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use capture::Capture;
 use common::{get as http_get, serve};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -71,11 +74,14 @@ fn value(kv: &opentelemetry_proto::tonic::common::v1::KeyValue) -> Option<&AnyVa
     kv.value.as_ref()?.value.as_ref()
 }
 
-/// Starts a receiver on its own thread and runtime, like a collector in another
-/// process: the application blocking in `shutdown` cannot stall it.
-fn start_receiver() -> (SocketAddr, Receiver) {
-    let receiver = Receiver::default();
-    let service = receiver.clone();
+/// Runs `serve` on its own thread and runtime with a fresh loopback listener, like
+/// a collector in another process: the application blocking in `shutdown` cannot
+/// stall it.
+fn spawn_collector<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,14 +91,24 @@ fn start_receiver() -> (SocketAddr, Receiver) {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(service))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await
-                .unwrap();
+            serve(listener).await;
         });
     });
-    (rx.recv().unwrap(), receiver)
+    rx.recv().unwrap()
+}
+
+/// An OTLP/gRPC receiver.
+fn start_receiver() -> (SocketAddr, Receiver) {
+    let receiver = Receiver::default();
+    let service = receiver.clone();
+    let addr = spawn_collector(|listener| async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(service))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    (addr, receiver)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -110,39 +126,6 @@ fn attr_str<'a>(span: &'a ProtoSpan, key: &str) -> Option<&'a str> {
     match attr(span, key)? {
         AnyValue::StringValue(s) => Some(s),
         _ => None,
-    }
-}
-
-// ---------------------------------------------------------------- log capture
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn completed(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["message"] == "request completed")
-            .collect()
     }
 }
 
@@ -421,41 +404,30 @@ async fn unreachable_collector_does_not_hang_shutdown() {
     let _ = otel.shutdown();
 }
 
-/// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf) on its own thread.
+/// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf).
 fn start_http_receiver() -> (SocketAddr, Arc<Mutex<Vec<ProtoSpan>>>) {
     use prost::Message as _;
     let spans: Arc<Mutex<Vec<ProtoSpan>>> = Arc::default();
     let sink = spans.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = Router::new().route(
-                "/v1/traces",
-                axum::routing::post(move |body: axum::body::Bytes| async move {
-                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
-                        return (StatusCode::BAD_REQUEST, Vec::new());
-                    };
-                    for rs in request.resource_spans {
-                        for ss in rs.scope_spans {
-                            sink.lock().unwrap().extend(ss.spans);
-                        }
-                    }
-                    (
-                        StatusCode::OK,
-                        ExportTraceServiceResponse::default().encode_to_vec(),
-                    )
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
+    let app = Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| async move {
+            let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                return (StatusCode::BAD_REQUEST, Vec::new());
+            };
+            for rs in request.resource_spans {
+                for ss in rs.scope_spans {
+                    sink.lock().unwrap().extend(ss.spans);
+                }
+            }
+            let response = ExportTraceServiceResponse::default();
+            (StatusCode::OK, response.encode_to_vec())
+        }),
+    );
+    let addr = spawn_collector(|listener| async move {
+        axum::serve(listener, app).await.unwrap();
     });
-    (rx.recv().unwrap(), spans)
+    (addr, spans)
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -3,16 +3,16 @@
 //! line and its error envelopes; hostile values are ignored.
 #![cfg(feature = "axum")]
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
-
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::Extension;
 use axum::http::StatusCode;
 use axum::routing::get;
+use capture::Capture;
 use common::{get as http_get, serve};
-use serde_json::Value;
 use tower::ServiceBuilder;
 use tower_ops::error::Problem;
 use tower_ops::log::{JsonLayer, RequestLogLayer};
@@ -23,36 +23,6 @@ use tracing_subscriber::layer::SubscriberExt;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .collect()
-    }
-}
 
 fn app() -> Router {
     Router::new()

@@ -144,8 +144,9 @@ impl OtelBuilder {
     /// Reads `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
     /// used verbatim), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`),
     /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`; `OTEL_SERVICE_NAME` and
-    /// `OTEL_RESOURCE_ATTRIBUTES` are read when the provider is built. Every
-    /// invalid value is listed in the error.
+    /// `OTEL_RESOURCE_ATTRIBUTES` are read when the provider is built. The log
+    /// variables (`LOG_FORMAT`, `LOG_LEVEL`, `RUST_LOG`) are read too, for
+    /// [`init`](Self::init). Every invalid value is listed in the error.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let mut builder = Self::new();
