@@ -84,7 +84,16 @@ fn app() -> Router {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // JSON lines unless stdout is a terminal; LOG_FORMAT, LOG_LEVEL, RUST_LOG.
+    // With `--features otel`, the same logs plus OTLP export when
+    // OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[cfg(feature = "otel")]
+    let telemetry = tower_ops::otel::init_from_env()?;
+    #[cfg(feature = "otel")]
+    let dropped_lines = telemetry.log_guard().map(|g| g.dropped_lines_counter());
+    #[cfg(not(feature = "otel"))]
     let log = tower_ops::log::init_from_env()?;
+    #[cfg(not(feature = "otel"))]
+    let dropped_lines = Some(log.dropped_lines_counter());
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p
@@ -110,7 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (metrics, mut registry) = MetricsLayer::builder()
         .skip_paths(PathSet::probes())
         .build();
-    log.dropped_lines_counter().register(&mut registry);
+    if let Some(counter) = dropped_lines {
+        counter.register(&mut registry);
+    }
     let exporter = MetricsExporter::from_env(registry)?;
 
     // The canonical order, outermost first.
@@ -143,5 +154,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(error.into());
     }
     tracing::info!("stopped");
+    #[cfg(feature = "otel")]
+    telemetry.shutdown()?;
     Ok(())
 }

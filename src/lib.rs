@@ -49,6 +49,8 @@
 //! | `rate_limit` | keyed GCRA limits in process or on Redis, IETF headers |
 //! | [`health`] | checks, `/health/live`, `/health/ready`, `/health` |
 //! | [`shutdown`] | SIGTERM handling and a bounded drain tied to readiness |
+//! | [`trace_context`] | W3C `traceparent` parsing; the trace id in logs and envelopes |
+//! | `otel` | OTLP export, server spans parented to the caller, client propagation |
 //! | [`paths`] | the probe and noise routes, named once for every layer |
 //! | [`route`] | route templates for layers outside the router |
 //!
@@ -60,6 +62,7 @@
 //! | `metrics` | yes | the `metrics` module, on `prometheus-client` |
 //! | `rate-limit` | yes | the `rate_limit` module, on `governor` |
 //! | `redis` | no | the Redis backend of the rate limiter |
+//! | `otel` | no | the `otel` module: OTLP export over gRPC or HTTP/protobuf |
 //! | `full` | no | every feature |
 //!
 //! # Configuration
@@ -82,6 +85,8 @@ pub mod log;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod paths;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
@@ -92,3 +97,4 @@ pub mod security_headers;
 pub mod shutdown;
 mod time;
 pub mod timeout;
+pub mod trace_context;

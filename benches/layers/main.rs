@@ -11,6 +11,7 @@ mod health;
 mod limits;
 mod log;
 mod metrics;
+mod otel;
 mod rate_limit;
 mod redact;
 mod request_id;
@@ -23,6 +24,7 @@ criterion::criterion_group!(
     limits::bench,
     log::bench,
     metrics::bench,
+    otel::bench,
     rate_limit::bench,
     redact::bench,
     request_id::bench,

@@ -174,7 +174,7 @@ impl Problem {
             type_uri: None,
             errors: Vec::new(),
             request_id: crate::request_id::current(),
-            trace_id: None,
+            trace_id: crate::trace_context::current().map(|t| Arc::from(t.encode(&mut [0; 32]))),
             timestamp: SystemTime::now(),
             rejected_by: None,
             source: None,

@@ -62,6 +62,12 @@ impl SpanFields {
     }
 }
 
+/// `otel.kind`, `otel.name`, `otel.status_code`: instructions to the
+/// OpenTelemetry layer, not data for the log line.
+fn is_otel_control(name: &str) -> bool {
+    name.starts_with("otel.")
+}
+
 /// Renders each field value as JSON.
 struct ValueVisitor<'a> {
     out: &'a mut Vec<(&'static str, String)>,
@@ -70,6 +76,9 @@ struct ValueVisitor<'a> {
 impl ValueVisitor<'_> {
     fn put(&mut self, field: &Field, value: String) {
         let name = field.name();
+        if is_otel_control(name) {
+            return;
+        }
         match self.out.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.out.push((name, value)),
@@ -151,7 +160,7 @@ struct LineVisitor<'a> {
 impl LineVisitor<'_> {
     fn key(&mut self, field: &Field) -> bool {
         let name = field.name();
-        if name == "message" || self.written.contains(&name) {
+        if name == "message" || is_otel_control(name) || self.written.contains(&name) {
             return false;
         }
         self.written.push(name);
@@ -482,6 +491,8 @@ mod tests {
     #[test]
     fn hostile_values_stay_on_one_line() {
         let got = lines(|| {
+            let span = tracing::info_span!("s", otel.kind = "server", request_id = "r");
+            let _e = span.enter();
             tracing::info!(
                 user_agent = "evil\r\n{\"level\":\"ERROR\"}\u{0}",
                 f = f64::NAN,
@@ -489,6 +500,8 @@ mod tests {
             );
         });
         assert_eq!(got.len(), 1);
+        assert!(got[0].get("otel.kind").is_none(), "{:?}", got[0]);
+        assert_eq!(got[0]["request_id"], "r", "{:?}", got[0]);
         assert_eq!(got[0]["user_agent"], "evil\r\n{\"level\":\"ERROR\"}\u{0}");
         assert!(got[0]["f"].is_null());
     }

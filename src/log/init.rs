@@ -1,9 +1,10 @@
 use std::io::IsTerminal;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::Layered;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 use super::JsonLayer;
 use crate::config::{self, ConfigError};
@@ -119,6 +120,24 @@ impl LogBuilder {
     /// Fails, without panicking, when the filter is invalid or a global subscriber
     /// is already installed.
     pub fn init(self) -> Result<LogGuard, LogInitError> {
+        self.init_with(tracing_subscriber::layer::Identity::new())
+    }
+
+    /// Like [`init`](Self::init), with one more layer in the same subscriber,
+    /// after the filter (an OpenTelemetry layer, say; several layers can be
+    /// combined with [`Layer::and_then`](tracing_subscriber::Layer::and_then)).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let extra = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    /// let _guard = tower_ops::log::LogBuilder::new().init_with(extra)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn init_with<L>(self, layer: L) -> Result<LogGuard, LogInitError>
+    where
+        L: tracing_subscriber::Layer<Layered<EnvFilter, Registry>> + Send + Sync + 'static,
+    {
         let filter = EnvFilter::builder()
             .parse(&self.filter)
             .map_err(|e| LogInitError(format!("invalid filter {:?}: {e}", self.filter)))?;
@@ -128,7 +147,7 @@ impl LogBuilder {
             .thread_name("tower-ops-log")
             .finish(std::io::stdout());
         let counter = writer.error_counter();
-        let registry = tracing_subscriber::registry().with(filter);
+        let registry = tracing_subscriber::registry().with(filter).with(layer);
         let result = match self.format {
             LogFormat::Json => registry.with(JsonLayer::new(writer)).try_init(),
             LogFormat::Pretty => registry.with(pretty_layer(writer)).try_init(),

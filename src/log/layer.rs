@@ -23,6 +23,7 @@ use crate::paths::PathSet;
 use crate::redact::Redactor;
 use crate::request_id::{ClientRequestId, RequestId};
 use crate::route::MatchedRoute;
+use crate::trace_context::{self, TraceContext, TraceId};
 
 /// Fields a handler (or an inner layer) adds to its request's log line.
 ///
@@ -324,6 +325,8 @@ struct Pending {
     fields: LogFields,
     request_body: Option<BodyCapture>,
     span: Span,
+    /// The effective trace id: incoming, or started by OpenTelemetry.
+    trace_id: Option<TraceId>,
     probe: bool,
 }
 
@@ -357,20 +360,19 @@ where
         let start = Instant::now();
         let config = &self.config;
         let request_id = req.extensions().get::<RequestId>().cloned();
-        let span = match &request_id {
-            Some(id) => tracing::info_span!(
-                target: "tower_ops::request",
-                "request",
-                request_id = id.as_str(),
-                trace_id = tracing::field::Empty,
-            ),
-            None => tracing::info_span!(
-                target: "tower_ops::request",
-                "request",
-                request_id = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-            ),
-        };
+        let span = request_span(request_id.as_ref());
+        let parent = TraceContext::from_headers(req.headers());
+        #[cfg(feature = "otel")]
+        let trace_id = crate::otel::server::start(&span, &req, parent.as_ref(), &config.redactor);
+        #[cfg(not(feature = "otel"))]
+        let trace_id = parent.map(|p| p.trace_id());
+        if let Some(id) = trace_id {
+            span.record("trace_id", tracing::field::display(id));
+            req.extensions_mut().insert(id);
+        }
+        if let Some(parent) = parent {
+            req.extensions_mut().insert(parent);
+        }
         let fields = LogFields::default();
         req.extensions_mut().insert(fields.clone());
         let request_body = config.capture.map(|_| {
@@ -398,11 +400,12 @@ where
             fields,
             request_body,
             span: span.clone(),
+            trace_id,
         };
         let watchdog = config
             .watchdog
             .map(|after| Box::pin(tokio::time::sleep(after)));
-        let inner = span.in_scope(|| self.inner.call(req));
+        let inner = span.in_scope(|| trace_context::scope(trace_id, || self.inner.call(req)));
         ResponseFuture {
             inner,
             pending: Some(pending),
@@ -436,6 +439,28 @@ fn captured(redactor: &Redactor, body: &[u8], total: u64, limit: usize) -> serde
         Some(value) => value,
         None => serde_json::Value::String(redacted.to_string()),
     }
+}
+
+/// The `request` span. With `otel` it is also the OpenTelemetry server span: the
+/// kind can only be set here, as a field; name, status and attributes are set on
+/// the OpenTelemetry span directly (`otel::server`), out of the log lines.
+fn request_span(request_id: Option<&RequestId>) -> Span {
+    macro_rules! span {
+        ($($otel:tt)*) => {
+            tracing::info_span!(
+                target: "tower_ops::request",
+                "request",
+                request_id = request_id.map(RequestId::as_str),
+                trace_id = tracing::field::Empty,
+                $($otel)*
+            )
+        };
+    }
+    #[cfg(feature = "otel")]
+    let span = span!(otel.kind = "server");
+    #[cfg(not(feature = "otel"))]
+    let span = span!();
+    span
 }
 
 fn request_bytes(headers: &HeaderMap) -> Option<u64> {
@@ -505,7 +530,7 @@ where
         };
         let result = {
             let _enter = pending.span.enter();
-            this.inner.poll(cx)
+            trace_context::scope(pending.trace_id, || this.inner.poll(cx))
         };
         let result = match result {
             Poll::Ready(r) => r,
@@ -670,6 +695,19 @@ enum Outcome<'a> {
 }
 
 fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
+    emit_line(p, done, outcome);
+    // The OpenTelemetry span gets its name and status once the line is out.
+    #[cfg(feature = "otel")]
+    crate::otel::server::finish(
+        &p.span,
+        &p.method,
+        done.and_then(|d| d.route.as_ref()),
+        done.map(|d| d.status),
+        matches!(outcome, Outcome::Failed(_) | Outcome::BodyFailed(_)),
+    );
+}
+
+fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     let duration = p.start.elapsed();
     let config = &p.config;
     let slow = duration >= config.slow;
@@ -711,7 +749,11 @@ fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         Outcome::BodyFailed(e) => Some(config.redactor.redact_text(e).into_owned()),
         _ => None,
     };
-    let trace_id = problem.and_then(Problem::get_trace_id);
+    let mut hex = [0; 32];
+    let trace_id = match p.trace_id {
+        Some(id) => Some(id.encode(&mut hex)),
+        None => problem.and_then(Problem::get_trace_id),
+    };
     let mut bodies = Vec::new();
     if let Some(limit) = config.capture {
         if let Some(body) = p.request_body.as_ref().and_then(BodyCapture::take) {
