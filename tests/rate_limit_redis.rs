@@ -4,8 +4,7 @@
 //! them with `--include-ignored`.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,64 +13,10 @@ use http_body_util::Full;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_ops::rate_limit::{FailureMode, Quota, RateLimitLayer, RedisBackend, TimeSource};
 
-struct Redis {
-    port: u16,
-    child: Child,
-}
+#[path = "support/redis.rs"]
+mod redis_server;
 
-impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server must be installed to run these tests (apt-get install redis-server)",
-            );
-        let redis = Redis { port, child };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use redis_server::Redis;
 
 fn instance(
     layer: &RateLimitLayer,

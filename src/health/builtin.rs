@@ -70,6 +70,110 @@ impl HealthCheck for TcpCheck {
     }
 }
 
+/// Redis answers `PING` (feature `redis`).
+///
+/// Keeps one reconnecting multiplexed connection, made on the first check; a
+/// Redis that went away and came back is reported healthy again without a restart.
+///
+/// ```
+/// use tower_ops::health::{HealthCheck, RedisCheck};
+///
+/// let check = RedisCheck::new("cache", "redis://127.0.0.1:6379/")?.critical(false);
+/// assert_eq!(check.name(), "cache");
+/// assert!(!check.is_critical());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[derive(Clone)]
+pub struct RedisCheck {
+    name: String,
+    client: redis::Client,
+    connection: std::sync::Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
+    critical: bool,
+    timeout: Option<Duration>,
+}
+
+#[cfg(feature = "redis")]
+impl std::fmt::Debug for RedisCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show only where it points.
+        f.debug_struct("RedisCheck")
+            .field("name", &self.name)
+            .field(
+                "addr",
+                &self.client.get_connection_info().addr().to_string(),
+            )
+            .field("critical", &self.critical)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RedisCheck {
+    /// Checks the Redis at `url` (`redis://[:password@]host:port/db`). Fails only
+    /// when the URL is malformed; nothing is connected until the first check.
+    pub fn new(name: impl Into<String>, url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            name: name.into(),
+            client: redis::Client::open(url)?,
+            connection: Default::default(),
+            critical: true,
+            timeout: None,
+        })
+    }
+
+    /// Sets whether the check is critical.
+    pub fn critical(mut self, critical: bool) -> Self {
+        self.critical = critical;
+        self
+    }
+
+    /// Its own time budget.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+#[cfg(feature = "redis")]
+impl HealthCheck for RedisCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let connection = self
+                .connection
+                .get_or_try_init(|| {
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(Duration::from_secs(1)))
+                        .set_response_timeout(Some(Duration::from_secs(1)))
+                        .set_number_of_retries(1);
+                    self.client.get_connection_manager_with_config(config)
+                })
+                .await?;
+            let reply: String = redis::cmd("PING")
+                .query_async(&mut connection.clone())
+                .await?;
+            if reply == "PONG" {
+                Ok(())
+            } else {
+                Err(format!("PING answered {reply:?}").into())
+            }
+        })
+    }
+
+    fn is_critical(&self) -> bool {
+        self.critical
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
 /// A minimum of free space, as a share of the total and/or in bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Threshold {

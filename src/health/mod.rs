@@ -100,6 +100,8 @@ mod readiness;
 mod registry;
 mod service;
 
+#[cfg(feature = "redis")]
+pub use self::builtin::RedisCheck;
 pub use self::builtin::TcpCheck;
 #[cfg(target_os = "linux")]
 pub use self::builtin::{DiskCheck, MemoryCheck};
