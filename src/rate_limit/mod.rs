@@ -91,6 +91,8 @@
 //! policies first: a rejection stops the walk and later policies are not charged.
 
 mod backend;
+#[cfg(feature = "metrics")]
+mod export;
 mod headers;
 mod key;
 mod layer;
