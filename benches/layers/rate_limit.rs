@@ -1,6 +1,11 @@
 //! `rate_limit`: bare router vs tower_governor keyed by peer IP vs ours keyed by
 //! client IP, headers off and on. Same 1,000 client addresses, quotas that never
 //! reject, through `Router::oneshot`.
+//!
+//! Two placements: through `Router::layer`, where axum boxes every layered route
+//! (the `noop_layer` row is that floor, which no layer goes below), and around the
+//! whole router (`around_*` rows, against `around_bare`), where only the layer's
+//! own work is measured.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -16,6 +21,7 @@ use http::Request;
 use tower::ServiceExt;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
+use tower_layer::Layer;
 use tower_ops::rate_limit::{Quota, RateLimitLayer};
 
 fn router() -> Router {
@@ -49,21 +55,35 @@ pub(crate) fn bench(c: &mut Criterion) {
             .finish()
             .unwrap(),
     );
-    let apps: [(&str, Router); 4] = [
+    let _guard = rt.enter();
+    let around = |svc| Router::new().fallback_service(svc);
+    let apps: [(&str, Router); 9] = [
         ("bare", router()),
         (
-            "tower_governor",
-            router().layer(GovernorLayer::new(governor)),
+            "noop_layer",
+            router().layer(tower::layer::util::Identity::new()),
         ),
-        ("ours_headers_off", {
-            let _guard = rt.enter();
-            router().layer(ours().headers(false))
-        }),
-        ("ours_headers_on", {
-            let _guard = rt.enter();
-            router().layer(ours())
-        }),
+        (
+            "tower_governor",
+            router().layer(GovernorLayer::new(governor.clone())),
+        ),
+        ("ours_headers_off", router().layer(ours().headers(false))),
+        ("ours_headers_on", router().layer(ours())),
+        ("around_bare", around(router())),
+        (
+            "around_tower_governor",
+            Router::new().fallback_service(GovernorLayer::new(governor).layer(router())),
+        ),
+        (
+            "around_ours_headers_off",
+            Router::new().fallback_service(ours().headers(false).layer(router())),
+        ),
+        (
+            "around_ours_headers_on",
+            Router::new().fallback_service(ours().layer(router())),
+        ),
     ];
+    drop(_guard);
     let mut group = c.benchmark_group("rate_limit");
     for (name, app) in apps {
         let mut i = 0usize;

@@ -53,13 +53,8 @@ impl PolicyHeaders {
     pub(crate) fn write(&self, mode: HeaderMode, outcome: &Outcome, headers: &mut HeaderMap) {
         let remaining = outcome.remaining.min(self.count);
         if mode.ietf {
-            let mut v = String::with_capacity(self.prefix.len() + 24);
-            v.push_str(&self.prefix);
-            push_u64(&mut v, u64::from(remaining));
-            v.push_str(";t=");
-            push_u64(&mut v, outcome.reset_secs);
             headers.append(RATELIMIT_POLICY.clone(), self.policy.clone());
-            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+            if let Some(v) = self.ratelimit(remaining, outcome.reset_secs) {
                 headers.append(RATELIMIT.clone(), v);
             }
         }
@@ -69,10 +64,36 @@ impl PolicyHeaders {
             headers.insert(X_RESET.clone(), HeaderValue::from(outcome.reset_secs));
         }
     }
+
+    /// `"name";r=<remaining>;t=<reset>`, written on the stack and copied once into
+    /// the value (one exact allocation; no growing string, no shared-buffer header).
+    fn ratelimit(&self, remaining: u32, reset: u64) -> Option<HeaderValue> {
+        let mut buf = [0u8; 128];
+        let prefix = self.prefix.as_bytes();
+        // Prefix, two numbers of at most 20 digits and ";t=".
+        if prefix.len() + 43 > buf.len() {
+            let mut v = Vec::with_capacity(prefix.len() + 43);
+            v.extend_from_slice(prefix);
+            v.extend_from_slice(digits(&mut [0; 20], u64::from(remaining)));
+            v.extend_from_slice(b";t=");
+            v.extend_from_slice(digits(&mut [0; 20], reset));
+            return HeaderValue::from_maybe_shared(Bytes::from(v)).ok();
+        }
+        let mut n = prefix.len();
+        buf[..n].copy_from_slice(prefix);
+        let mut put = |bytes: &[u8]| {
+            buf[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        };
+        put(digits(&mut [0; 20], u64::from(remaining)));
+        put(b";t=");
+        put(digits(&mut [0; 20], reset));
+        HeaderValue::from_bytes(&buf[..n]).ok()
+    }
 }
 
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
+/// The decimal digits of `n`, written at the end of `buf`.
+fn digits(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -82,9 +103,7 @@ fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &b in &buf[i..] {
-        out.push(char::from(b));
-    }
+    &buf[i..]
 }
 
 #[cfg(test)]
@@ -129,9 +148,28 @@ mod tests {
     #[test]
     fn numbers() {
         for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
-            let mut s = String::new();
-            push_u64(&mut s, n);
-            assert_eq!(s, n.to_string());
+            assert_eq!(digits(&mut [0; 20], n), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn long_policy_names_take_the_heap_path() {
+        for len in [1, 80, 84, 85, 86, 200, 4000] {
+            let name = "n".repeat(len);
+            let p = PolicyHeaders::new(&Policy::new(&name, Quota::per_minute(100)));
+            let o = Outcome {
+                allowed: true,
+                remaining: u32::MAX,
+                reset_secs: u64::MAX,
+            };
+            let mut h = HeaderMap::new();
+            let ietf = HeaderMode {
+                ietf: true,
+                legacy: false,
+            };
+            p.write(ietf, &o, &mut h);
+            let expected = format!("\"{name}\";r=100;t={}", u64::MAX);
+            assert_eq!(h["ratelimit"], expected.as_str(), "{len}");
         }
     }
 }

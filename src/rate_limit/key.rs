@@ -1,5 +1,5 @@
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -120,20 +120,67 @@ pub(crate) enum Material<'a> {
     Global,
 }
 
-impl Material<'_> {
-    /// The in-process key: a 64-bit keyed hash (random key per process), so that
-    /// header values are never stored and keys cost 8 bytes whatever their length.
-    #[inline]
-    pub(crate) fn local(&self, hasher: &std::hash::RandomState) -> u64 {
-        // One fixed-size write per key kind: cheaper than hashing the enum.
-        match self {
-            Material::Ip(IpAddr::V4(v4)) => hasher.hash_one(u64::from(v4.to_bits()) | 1 << 32),
-            Material::Ip(IpAddr::V6(v6)) => hasher.hash_one(v6.to_bits()),
-            Material::Bytes(bytes) => hasher.hash_one(bytes),
-            Material::Global => 0,
+/// Turns key material into the 64-bit keys of the in-process limiter.
+///
+/// Header and extension values go through the standard library's keyed SipHash,
+/// so raw values are never stored. Addresses, which are not secret and are hashed
+/// on every request, take a cheaper path: a keyed bijective mix (xor with a random
+/// key, multiply by a random odd number, xorshift, multiply, xorshift). Being a
+/// permutation of the 64 bits it maps, it gives distinct IPv4 addresses, and IPv6
+/// prefixes of up to 64 bits, distinct keys, so such clients never share a bucket;
+/// the random keys keep the map's buckets unpredictable to clients.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyHasher {
+    sip: RandomState,
+    k0: u64,
+    k1: u64,
+    k2: u64,
+}
+
+impl KeyHasher {
+    pub(crate) fn new() -> Self {
+        let sip = RandomState::new();
+        Self {
+            k0: sip.hash_one(0x5eed_u64),
+            // Odd, so that multiplying by it is a bijection.
+            k1: sip.hash_one(0x5eee_u64) | 1,
+            k2: sip.hash_one(0x5eef_u64),
+            sip,
         }
     }
 
+    #[inline]
+    fn mix(&self, x: u64, k0: u64) -> u64 {
+        let mut x = (x ^ k0).wrapping_mul(self.k1);
+        x ^= x >> 32;
+        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 29)
+    }
+
+    /// The in-process key of `material`.
+    #[inline]
+    pub(crate) fn key(&self, material: &Material<'_>) -> u64 {
+        match material {
+            Material::Ip(IpAddr::V4(v4)) => self.mix(u64::from(v4.to_bits()), self.k0),
+            Material::Ip(IpAddr::V6(v6)) => {
+                let bits = v6.to_bits();
+                let (high, low) = ((bits >> 64) as u64, bits as u64);
+                // Prefixes of up to 64 bits (the default /56) leave `low` zero.
+                let high = if low == 0 {
+                    high
+                } else {
+                    high ^ self.mix(low, self.k2)
+                };
+                // Another key than IPv4's: the two families map differently.
+                self.mix(high, self.k0 ^ self.k2)
+            }
+            Material::Bytes(bytes) => self.sip.hash_one(bytes),
+            Material::Global => 0,
+        }
+    }
+}
+
+impl Material<'_> {
     /// The key shown to a shared backend: the masked address, or a SHA-1 of the
     /// secret and the value (stable across instances that share the secret).
     pub(crate) fn shared(&self, secret: &[u8]) -> String {
@@ -244,11 +291,26 @@ mod tests {
         assert_ne!(k, Material::Bytes(b"sk_live_123").shared(b"other"));
         assert_eq!(Material::Ip(ip("10.0.0.1")).shared(secret), "ip:10.0.0.1");
         assert_eq!(Material::Global.shared(secret), "global");
-        let h = std::hash::RandomState::new();
-        assert_eq!(Material::Global.local(&h), Material::Global.local(&h));
-        assert_ne!(
-            Material::Bytes(b"a").local(&h),
-            Material::Bytes(b"b").local(&h)
-        );
+        let h = KeyHasher::new();
+        assert_eq!(h.key(&Material::Global), h.key(&Material::Global));
+        assert_ne!(h.key(&Material::Bytes(b"a")), h.key(&Material::Bytes(b"b")));
+    }
+
+    #[test]
+    fn address_keys_never_collide() {
+        let h = KeyHasher::new();
+        let mut seen = std::collections::HashSet::new();
+        // Neighbouring IPv4 addresses, /56 prefixes, and full IPv6 addresses.
+        for i in 0..20_000u32 {
+            assert!(seen.insert(h.key(&Material::Ip(IpAddr::V4(Ipv4Addr::from(i))))));
+            let v6 = Ipv6Addr::from(u128::from(i) << 72);
+            assert!(seen.insert(h.key(&Material::Ip(mask_ip(IpAddr::V6(v6), 56)))));
+            let full = Ipv6Addr::from((0x2001_0db8_u128 << 96) | u128::from(i));
+            assert!(seen.insert(h.key(&Material::Ip(IpAddr::V6(full)))));
+        }
+        // Keys are random per process.
+        let other = KeyHasher::new();
+        let ip = Material::Ip(ip("192.0.2.1"));
+        assert_ne!(h.key(&ip), other.key(&ip));
     }
 }

@@ -1,6 +1,5 @@
 use std::fmt;
 use std::future::Future;
-use std::hash::RandomState;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +13,7 @@ use tower_service::Service;
 
 use super::backend::{Backend, BackendRequest, Breaker, FailureMode, FallbackLog};
 use super::headers::{HeaderMode, PolicyHeaders};
+use super::key::KeyHasher;
 use super::local::{LocalLimiter, LocalState, Outcome, RateLimitClock, spawn_cleanup};
 use super::policy::{Policy, RequestHead};
 use super::quota::{Quota, ceil_secs};
@@ -61,7 +61,7 @@ struct Shared {
     policies: Vec<Policy>,
     headers: Vec<PolicyHeaders>,
     local: Arc<LocalState>,
-    hasher: RandomState,
+    hasher: KeyHasher,
     skip_paths: PathSet,
     skip: Option<SkipFn>,
     mode: HeaderMode,
@@ -371,7 +371,7 @@ impl Shared {
             headers: config.policies.iter().map(PolicyHeaders::new).collect(),
             policies: config.policies.clone(),
             local: Arc::new(local),
-            hasher: RandomState::new(),
+            hasher: KeyHasher::new(),
             skip_paths: config.skip_paths.clone(),
             skip: config.skip.clone(),
             mode: config.headers,
@@ -408,6 +408,22 @@ impl Shared {
     /// The in-process decision.
     #[inline]
     fn decide_local(&self, head: &RequestHead<'_>) -> Verdict {
+        // The common configuration, one policy: no walk, no comparison of outcomes.
+        if let [policy] = &self.policies[..] {
+            if !policy.applies(head) {
+                return Verdict::Pass(None);
+            }
+            let Some(material) = policy.key.material(head) else {
+                return Verdict::Pass(None);
+            };
+            let outcome =
+                self.local.limiters[0].check(self.hasher.key(&material), policy.cost_of(head));
+            return if outcome.allowed {
+                Verdict::Pass(Some((0, outcome)))
+            } else {
+                Verdict::Limited(0, outcome)
+            };
+        }
         let mut closest: Option<(usize, Outcome)> = None;
         for (i, policy) in self.policies.iter().enumerate() {
             if !policy.applies(head) {
@@ -417,7 +433,7 @@ impl Shared {
                 continue;
             };
             let outcome =
-                self.local.limiters[i].check(material.local(&self.hasher), policy.cost_of(head));
+                self.local.limiters[i].check(self.hasher.key(&material), policy.cost_of(head));
             if !outcome.allowed {
                 return Verdict::Limited(i, outcome);
             }
@@ -462,7 +478,7 @@ impl Shared {
                 let cost = policy.cost_of(head);
                 Some(RemoteCheck {
                     index,
-                    local_key: material.local(&self.hasher),
+                    local_key: self.hasher.key(&material),
                     request: BackendRequest {
                         policy: policy.name.clone(),
                         key: material.shared(secret),
@@ -643,42 +659,43 @@ where
         let shared = &self.shared;
         shared.start_cleanup();
         let head = RequestHead::of(&request);
-        if shared.skip_paths.contains(head.uri.path())
+        // One call site for the inner service, so the request is moved only once.
+        let headers = if shared.skip_paths.contains(head.uri.path())
             || shared.skip.as_ref().is_some_and(|f| f(&head))
         {
-            return ResponseFuture::inner(self.inner.call(request), None);
-        }
-        if let Some(remote) = &shared.remote {
+            None
+        } else if let Some(remote) = &shared.remote {
             let checks = shared.remote_checks(&head, &remote.secret);
-            if checks.is_empty() {
-                return ResponseFuture::inner(self.inner.call(request), None);
+            if !checks.is_empty() {
+                // Keep the readied service for this request; leave a clone behind.
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                return ResponseFuture {
+                    kind: Kind::Checking {
+                        state: Box::new(Checking {
+                            check: Box::pin(decide_remote(shared.clone(), checks)),
+                            service: Some(service),
+                            request: Some(request),
+                            shared: shared.clone(),
+                        }),
+                    },
+                };
             }
-            // Keep the readied service for this request; leave a clone behind.
-            let clone = self.inner.clone();
-            let service = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture {
-                kind: Kind::Checking {
-                    state: Box::new(Checking {
-                        check: Box::pin(decide_remote(shared.clone(), checks)),
-                        service: Some(service),
-                        request: Some(request),
-                        shared: shared.clone(),
-                    }),
-                },
-            };
-        }
-        match shared.decide_local(&head) {
-            Verdict::Pass(None) => ResponseFuture::inner(self.inner.call(request), None),
-            Verdict::Pass(Some((index, outcome))) => {
-                let headers = (shared.mode.ietf || shared.mode.legacy)
-                    .then(|| (shared.clone(), index, outcome));
-                ResponseFuture::inner(self.inner.call(request), headers)
+            None
+        } else {
+            match shared.decide_local(&head) {
+                Verdict::Pass(None) => None,
+                Verdict::Pass(Some((index, outcome))) => (shared.mode.ietf || shared.mode.legacy)
+                    .then(|| (shared.clone(), index, outcome)),
+                Verdict::Limited(index, outcome) => {
+                    return ResponseFuture::ready(shared.limited(index, &outcome));
+                }
+                Verdict::Unavailable(secs) => {
+                    return ResponseFuture::ready(shared.unavailable(secs));
+                }
             }
-            Verdict::Limited(index, outcome) => {
-                ResponseFuture::ready(shared.limited(index, &outcome))
-            }
-            Verdict::Unavailable(secs) => ResponseFuture::ready(shared.unavailable(secs)),
-        }
+        };
+        ResponseFuture::inner(self.inner.call(request), headers)
     }
 }
 
@@ -920,6 +937,51 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 10);
         assert_eq!(layer.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn single_policy_fast_path_honours_scope_skips_and_cost() {
+        let clock = RateLimitClock::manual();
+        let layer = RateLimitLayer::new()
+            .policy(
+                Policy::new("only", Quota::per(10, Duration::from_secs(10)))
+                    .paths(["/api/**"])
+                    .methods([Method::GET])
+                    .cost(|h| {
+                        if h.uri().query() == Some("heavy") {
+                            4
+                        } else {
+                            1
+                        }
+                    }),
+            )
+            .skip_paths(["/api/health"])
+            .clock(clock);
+        let (svc, calls) = app(&layer);
+        // Out of scope (path, method) and skipped requests carry nothing.
+        for r in [
+            req("/other", "192.0.2.1:1"),
+            req("/api/health", "192.0.2.1:1"),
+            {
+                let mut r = req("/api/x", "192.0.2.1:1");
+                *r.method_mut() = Method::POST;
+                r
+            },
+        ] {
+            let r = send(&svc, r).await;
+            assert_eq!(r.status(), 200);
+            assert!(r.headers().get("ratelimit").is_none());
+        }
+        assert_eq!(layer.len(), 0);
+        let r = send(&svc, req("/api/x?heavy", "192.0.2.1:1")).await;
+        assert_eq!(r.headers()["ratelimit"], "\"only\";r=6;t=4");
+        let r = send(&svc, req("/api/x?heavy", "192.0.2.1:1")).await;
+        assert_eq!(r.headers()["ratelimit"], "\"only\";r=2;t=8");
+        let r = send(&svc, req("/api/x?heavy", "192.0.2.1:1")).await;
+        assert_eq!(r.status(), 429, "4 more do not fit in 2");
+        let r = send(&svc, req("/api/x", "192.0.2.1:1")).await;
+        assert_eq!(r.headers()["ratelimit"], "\"only\";r=1;t=9");
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
     }
 
     #[tokio::test]
