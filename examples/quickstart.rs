@@ -118,6 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Metrics into our own registry; /metrics honours METRICS_TOKEN.
     let (metrics, mut registry) = MetricsLayer::builder()
         .skip_paths(PathSet::probes())
+        .trace_exemplars()
         .build();
     if let Some(counter) = dropped_lines {
         counter.register(&mut registry);

@@ -177,6 +177,19 @@ impl MetricsLayerBuilder {
         self
     }
 
+    /// Attaches exemplars with the request's trace id: the
+    /// [`TraceId`](crate::trace_context::TraceId) request extension that the request
+    /// log layer sets from `traceparent` (or OpenTelemetry, with the `otel` feature).
+    /// Put the log layer outside the metrics layer, as in the canonical order.
+    pub fn trace_exemplars(self) -> Self {
+        self.exemplar(|parts| {
+            parts
+                .extensions
+                .get::<crate::trace_context::TraceId>()
+                .map(ToString::to_string)
+        })
+    }
+
     /// Makes the layer with a new [`Registry`] holding its metrics and the
     /// [`ProcessCollector`](super::ProcessCollector); hand the registry to a
     /// [`MetricsExporter`](super::MetricsExporter).

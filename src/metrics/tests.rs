@@ -352,6 +352,27 @@ async fn skipped_paths_are_not_measured() {
 }
 
 #[tokio::test]
+async fn trace_exemplars_read_the_trace_context() {
+    let mut registry = Registry::default();
+    let layer = MetricsLayer::builder()
+        .trace_exemplars()
+        .register(&mut registry);
+    let svc = layer.layer(routed(Some(MatchedRoute::from_static("/t"))));
+    let mut req = get("/t");
+    let id = crate::trace_context::TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    req.extensions_mut().insert(id);
+    drive(svc.clone(), req).await;
+    drive(svc, get("/t")).await;
+    let t = text(&registry);
+    assert_well_formed(&t);
+    assert!(
+        t.contains(r#" # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} "#),
+        "{t}"
+    );
+    assert_eq!(count_of(&t, "GET", "/t", 200), Some(2.0));
+}
+
+#[tokio::test]
 async fn exemplars_carry_trace_ids() {
     let mut registry = Registry::default();
     let layer = MetricsLayer::builder()
