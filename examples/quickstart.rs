@@ -83,6 +83,10 @@ fn app() -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Check every variable of the environment table first, so a bad deployment
+    // learns of all its mistakes at once (`Stack::from_env` lists them all). The
+    // layers are then built one by one below, to show each of them.
+    tower_ops::stack::Stack::from_env()?;
     // JSON lines unless stdout is a terminal; LOG_FORMAT, LOG_LEVEL, RUST_LOG.
     // With `--features otel`, the same logs plus OTLP export when
     // OTEL_EXPORTER_OTLP_ENDPOINT is set.

@@ -17,7 +17,10 @@ pub struct ConfigProblem {
 }
 
 /// Every problem found while reading configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Its `Debug` output is the readable list too, so `main` returning
+/// `Result<(), Box<dyn Error>>` prints every problem legibly.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConfigError {
     problems: Vec<ConfigProblem>,
 }
@@ -50,9 +53,25 @@ impl ConfigError {
         });
     }
 
-    /// Adds the problems of `other` to these.
+    /// Adds the problems of `other` to these, skipping exact duplicates (several
+    /// layers read `ERROR_FORMAT`, for example).
     pub fn merge(&mut self, other: ConfigError) {
-        self.problems.extend(other.problems);
+        for problem in other.problems {
+            if !self.problems.contains(&problem) {
+                self.problems.push(problem);
+            }
+        }
+    }
+
+    /// Keeps the value of `result`, or records its problems and returns `None`.
+    pub fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(errors) => {
+                self.merge(errors);
+                None
+            }
+        }
     }
 
     /// `Ok(value)` when no problem was recorded, `Err(self)` otherwise.
@@ -80,6 +99,12 @@ impl fmt::Display for ConfigError {
             )?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

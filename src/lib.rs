@@ -95,6 +95,7 @@ pub mod request_id;
 pub mod route;
 pub mod security_headers;
 pub mod shutdown;
+pub mod stack;
 mod time;
 pub mod timeout;
 pub mod trace_context;

@@ -1,0 +1,363 @@
+//! The whole canonical stack as one value.
+//!
+//! [`Stack`] applies every tower-ops layer in the canonical order (outermost
+//! first): request id, client IP, request log, metrics, security headers, error
+//! envelopes, timeout, rate limit, body limit. Each layer can be replaced or, for
+//! the optional ones, switched off, and [`Stack::from_env`] reads every variable of
+//! the README's environment table, reporting all invalid values at once.
+//!
+//! ```
+//! # #[cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))] {
+//! use axum::{Router, routing::get};
+//! use tower_ops::route::CaptureRouteLayer;
+//! use tower_ops::stack::Stack;
+//!
+//! # fn build() -> Result<Router, tower_ops::config::ConfigError> {
+//! let stack = Stack::from_env()?.for_axum();
+//! let app = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .merge(stack.routes()) // /health, /health/live, /health/ready, /metrics
+//!     .layer(CaptureRouteLayer::new())
+//!     .layer(stack);
+//! # Ok(app)
+//! # }
+//! # build().unwrap();
+//! # }
+//! ```
+//!
+//! Layers that are off cost one branch per request. Each optional layer doubles
+//! the size of the service type, which the compiler pays for when the stack
+//! wraps a large unboxed service: with axum, add the stack with `Router::layer`
+//! (routes are boxed there, so it compiles quickly); with plain hyper, stack the
+//! layers you use with `tower::ServiceBuilder` in the same order.
+
+mod optional;
+
+use tower_layer::{Identity, Layer, Stack as Pair};
+
+pub use self::optional::{BoxError, EitherBody, Optional, OptionalFuture, OptionalService};
+#[cfg(feature = "axum")]
+use crate::body_limit::AxumBody;
+use crate::body_limit::{AnyBody, BodyLimitLayer};
+use crate::client_ip::ClientIpLayer;
+use crate::config::ConfigError;
+use crate::error::ErrorLayer;
+use crate::health::{HealthRegistry, HealthRegistryBuilder};
+use crate::log::RequestLogLayer;
+#[cfg(feature = "metrics")]
+use crate::metrics::{MetricsExporter, MetricsLayer};
+#[cfg(any(feature = "metrics", feature = "rate-limit"))]
+use crate::paths::PathSet;
+#[cfg(feature = "rate-limit")]
+use crate::rate_limit::RateLimitLayer;
+use crate::request_id::RequestIdLayer;
+use crate::security_headers::SecurityHeadersLayer;
+use crate::timeout::TimeoutLayer;
+
+#[cfg(feature = "metrics")]
+type MetricsSlot = Optional<MetricsLayer>;
+#[cfg(not(feature = "metrics"))]
+type MetricsSlot = Identity;
+
+#[cfg(feature = "rate-limit")]
+type RateLimitSlot = Optional<RateLimitLayer>;
+#[cfg(not(feature = "rate-limit"))]
+type RateLimitSlot = Identity;
+
+/// The layers in canonical order, as `tower_layer::Stack` pairs (inner, outer).
+pub type Layers<M> = Pair<
+    BodyLimitLayer<M>,
+    Pair<
+        RateLimitSlot,
+        Pair<
+            Optional<TimeoutLayer>,
+            Pair<
+                ErrorLayer,
+                Pair<
+                    SecurityHeadersLayer,
+                    Pair<
+                        MetricsSlot,
+                        Pair<
+                            Optional<RequestLogLayer>,
+                            Pair<ClientIpLayer, Pair<RequestIdLayer, Identity>>,
+                        >,
+                    >,
+                >,
+            >,
+        >,
+    >,
+>;
+
+/// Every tower-ops layer in the canonical order; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Stack<M = AnyBody> {
+    request_id: RequestIdLayer,
+    client_ip: ClientIpLayer,
+    log: Option<RequestLogLayer>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<(MetricsLayer, MetricsExporter)>,
+    security_headers: SecurityHeadersLayer,
+    error: ErrorLayer,
+    timeout: Option<TimeoutLayer>,
+    #[cfg(feature = "rate-limit")]
+    rate_limit: Option<RateLimitLayer>,
+    body_limit: BodyLimitLayer<M>,
+    health: HealthRegistry,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stack {
+    /// Every layer with its defaults: probes (`/health/*`, `/metrics`) are not
+    /// measured or limited, rate limit 100 requests a minute per client, body
+    /// limit 1 MiB, timeout 30 s, `api()` security headers, a health registry
+    /// without checks.
+    pub fn new() -> Self {
+        Self {
+            request_id: RequestIdLayer::new(),
+            client_ip: ClientIpLayer::new(),
+            log: Some(RequestLogLayer::new()),
+            #[cfg(feature = "metrics")]
+            metrics: Some(default_metrics(None)),
+            security_headers: SecurityHeadersLayer::api(),
+            error: ErrorLayer::new(),
+            timeout: Some(TimeoutLayer::new(crate::timeout::DEFAULT_TIMEOUT)),
+            #[cfg(feature = "rate-limit")]
+            rate_limit: Some(
+                RateLimitLayer::with_quota(crate::rate_limit::Quota::per_minute(100))
+                    .skip_paths(PathSet::probes()),
+            ),
+            body_limit: BodyLimitLayer::new(crate::body_limit::DEFAULT_LIMIT),
+            health: HealthRegistry::builder().build(),
+        }
+    }
+
+    /// Reads every variable of the environment table (`TRUSTED_PROXIES`,
+    /// `SLOW_REQUEST_MS`, `LOG_FORMAT`, `LOG_LEVEL`, `METRICS_TOKEN`,
+    /// `SECURITY_HEADERS`, `ERROR_FORMAT`, `REQUEST_TIMEOUT_MS`, `RATE_LIMIT_*`,
+    /// `REDIS_URL`, `BODY_LIMIT_BYTES`, `HEALTH_*`, `SHUTDOWN_*`) and lists every
+    /// invalid value, with the variable, the value and what was expected.
+    ///
+    /// Logging itself is set up by [`crate::log::init_from_env`] and shutdown by
+    /// [`crate::shutdown::ShutdownBuilder::from_env`]; their variables are checked
+    /// here too, so one call reports every problem.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut errors = ConfigError::default();
+        let defaults = Self::new();
+        let client_ip = errors.take(ClientIpLayer::from_env());
+        let log = errors.take(RequestLogLayer::from_env());
+        errors.take(crate::log::LogBuilder::from_env());
+        errors.take(crate::shutdown::ShutdownBuilder::from_env());
+        #[cfg(feature = "metrics")]
+        let metrics = {
+            let (layer, registry) = metrics_parts();
+            errors
+                .take(MetricsExporter::from_env(registry))
+                .map(|exporter| (layer, exporter))
+        };
+        let security_headers = errors.take(SecurityHeadersLayer::from_env());
+        let error = errors.take(ErrorLayer::from_env());
+        let timeout = errors.take(TimeoutLayer::from_env());
+        #[cfg(feature = "rate-limit")]
+        let rate_limit = errors
+            .take(RateLimitLayer::from_env())
+            .map(|l| l.skip_paths(PathSet::probes()));
+        let body_limit = errors.take(BodyLimitLayer::from_env());
+        let health = errors
+            .take(HealthRegistryBuilder::from_env())
+            .map(|b| b.build());
+        if !errors.problems().is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            request_id: defaults.request_id,
+            client_ip: client_ip.unwrap_or(defaults.client_ip),
+            log: log.or(defaults.log),
+            #[cfg(feature = "metrics")]
+            metrics: metrics.or(defaults.metrics),
+            security_headers: security_headers.unwrap_or(defaults.security_headers),
+            error: error.unwrap_or(defaults.error),
+            timeout: timeout.or(defaults.timeout),
+            #[cfg(feature = "rate-limit")]
+            rate_limit: rate_limit.or(defaults.rate_limit),
+            body_limit: body_limit.unwrap_or(defaults.body_limit),
+            health: health.unwrap_or(defaults.health),
+        })
+    }
+
+    /// Hands the inner service `axum::body::Body` request bodies, so the stack
+    /// can be added with `Router::layer` (feature `axum`).
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn for_axum(self) -> Stack<AxumBody> {
+        Stack {
+            request_id: self.request_id,
+            client_ip: self.client_ip,
+            log: self.log,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
+            security_headers: self.security_headers,
+            error: self.error,
+            timeout: self.timeout,
+            #[cfg(feature = "rate-limit")]
+            rate_limit: self.rate_limit,
+            body_limit: self.body_limit.for_axum(),
+            health: self.health,
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn metrics_parts() -> (MetricsLayer, prometheus_client::registry::Registry) {
+    MetricsLayer::builder()
+        .skip_paths(PathSet::probes())
+        .trace_exemplars()
+        .build()
+}
+
+#[cfg(feature = "metrics")]
+fn default_metrics(token: Option<String>) -> (MetricsLayer, MetricsExporter) {
+    let (layer, registry) = metrics_parts();
+    let exporter = MetricsExporter::new(registry);
+    let exporter = match token {
+        Some(t) => exporter.bearer_token(t),
+        None => exporter,
+    };
+    (layer, exporter)
+}
+
+impl<M> Stack<M> {
+    /// Replaces the request id layer.
+    pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
+        self.request_id = layer;
+        self
+    }
+
+    /// Replaces the client IP layer (trusted proxies).
+    pub fn client_ip(mut self, layer: ClientIpLayer) -> Self {
+        self.client_ip = layer;
+        self
+    }
+
+    /// Replaces the request log layer; `None` switches it off.
+    pub fn log(mut self, layer: Option<RequestLogLayer>) -> Self {
+        self.log = layer;
+        self
+    }
+
+    /// Replaces the metrics layer and its exporter (for a registry of your own);
+    /// `None` switches metrics off.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, metrics: Option<(MetricsLayer, MetricsExporter)>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Replaces the security headers layer (`SecurityHeadersLayer::off()` adds none).
+    pub fn security_headers(mut self, layer: SecurityHeadersLayer) -> Self {
+        self.security_headers = layer;
+        self
+    }
+
+    /// Replaces the error layer.
+    pub fn error(mut self, layer: ErrorLayer) -> Self {
+        self.error = layer;
+        self
+    }
+
+    /// Replaces the timeout layer; `None` switches it off.
+    pub fn timeout(mut self, layer: Option<TimeoutLayer>) -> Self {
+        self.timeout = layer;
+        self
+    }
+
+    /// Replaces the rate limiter; `None` switches it off.
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    pub fn rate_limit(mut self, layer: Option<RateLimitLayer>) -> Self {
+        self.rate_limit = layer;
+        self
+    }
+
+    /// Replaces the body limit. It cannot be switched off, because it decides the
+    /// request body type the inner service sees; `BodyLimitLayer::new(u64::MAX)`
+    /// limits nothing.
+    pub fn body_limit(mut self, layer: BodyLimitLayer<M>) -> Self {
+        self.body_limit = layer;
+        self
+    }
+
+    /// Replaces the health registry served by [`routes`](Self::routes).
+    pub fn health(mut self, registry: HealthRegistry) -> Self {
+        self.health = registry;
+        self
+    }
+
+    /// The health registry (its readiness is what shutdown flips).
+    pub fn health_registry(&self) -> &HealthRegistry {
+        &self.health
+    }
+
+    /// The `/metrics` exporter, when metrics are on.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics_exporter(&self) -> Option<&MetricsExporter> {
+        self.metrics.as_ref().map(|(_, e)| e)
+    }
+
+    /// The probe and metrics routes: `/health`, `/health/live`, `/health/ready`,
+    /// and `/metrics` when metrics are on (feature `axum`).
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn routes<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let router = self.health.router();
+        #[cfg(feature = "metrics")]
+        let router = match &self.metrics {
+            Some((_, exporter)) => router.merge(exporter.clone().into_router()),
+            None => router,
+        };
+        router
+    }
+}
+
+impl<M: Clone> Stack<M> {
+    /// The layers as one `tower_layer::Stack` value, canonical order.
+    pub fn layers(&self) -> Layers<M> {
+        let outer = Pair::new(self.request_id.clone(), Identity::new());
+        let outer = Pair::new(self.client_ip.clone(), outer);
+        let outer = Pair::new(Optional::new(self.log.clone()), outer);
+        #[cfg(feature = "metrics")]
+        let metrics = Optional::new(self.metrics.as_ref().map(|(l, _)| l.clone()));
+        #[cfg(not(feature = "metrics"))]
+        let metrics = Identity::new();
+        let outer = Pair::new(metrics, outer);
+        let outer = Pair::new(self.security_headers.clone(), outer);
+        let outer = Pair::new(self.error.clone(), outer);
+        let outer = Pair::new(Optional::new(self.timeout.clone()), outer);
+        #[cfg(feature = "rate-limit")]
+        let rate_limit = Optional::new(self.rate_limit.clone());
+        #[cfg(not(feature = "rate-limit"))]
+        let rate_limit = Identity::new();
+        let outer = Pair::new(rate_limit, outer);
+        Pair::new(self.body_limit.clone(), outer)
+    }
+}
+
+impl<S, M: Clone> Layer<S> for Stack<M>
+where
+    Layers<M>: Layer<S>,
+{
+    type Service = <Layers<M> as Layer<S>>::Service;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.layers().layer(inner)
+    }
+}
