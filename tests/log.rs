@@ -1,9 +1,10 @@
 //! The request log over a real loopback socket, captured as JSON lines.
 #![cfg(feature = "axum")]
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +12,7 @@ use axum::body::Body;
 use axum::extract::Extension;
 use axum::http::StatusCode;
 use axum::routing::get;
+use capture::Capture;
 use common::{get as http_get, serve};
 use serde_json::Value;
 use tower::ServiceBuilder;
@@ -20,57 +22,6 @@ use tower_ops::log::{JsonLayer, LogFields, RequestLogLayer};
 use tower_ops::request_id::RequestIdLayer;
 use tower_ops::route::CaptureRouteLayer;
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    fn completed(&self) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l["message"] == "request completed")
-            .collect()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
-            let c = self.completed();
-            if c.len() >= n {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("expected {n} lines, got: {}", self.text());
-    }
-}
 
 fn app() -> Router {
     Router::new()

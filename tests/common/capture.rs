@@ -26,10 +26,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
 }
 
 impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Waits (up to 2 s) until `n` `request completed` lines were written.
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let done = self.completed();
+            if done.len() >= n {
+                return done;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("expected {n} lines, got: {}", self.text());
+    }
+
     /// Every line, parsed.
     pub fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
+        self.text()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
