@@ -1,6 +1,6 @@
 //! `BodyLimitLayer` over a real loopback socket: what a client actually receives.
 
-mod limits_support;
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::routing::{get, post};
+use common::{chunked_post, raw, serve};
 use http::Request;
 use http_body_util::BodyExt;
-use limits_support::{chunked_post, raw, serve};
 use tower::ServiceBuilder;
 use tower_ops::body_limit::BodyLimitLayer;
 use tower_ops::request_id::RequestIdLayer;
@@ -71,10 +71,10 @@ async fn start_any() -> std::net::SocketAddr {
     serve(router).await
 }
 
-fn assert_413(res: &limits_support::Raw, what: &str) {
+fn assert_413(res: &common::RawResponse, what: &str) {
     assert_eq!(res.status, 413, "{what}: {res:?}");
     assert_eq!(
-        res.header("content-type").as_deref(),
+        res.first("content-type").as_deref(),
         Some("application/problem+json")
     );
     let json = res.json();
@@ -89,7 +89,7 @@ fn assert_413(res: &limits_support::Raw, what: &str) {
     // The request id layer outside stamps the same id on header and body.
     assert_eq!(
         json["request_id"].as_str(),
-        res.header("x-request-id").as_deref(),
+        res.first("x-request-id").as_deref(),
         "{what}"
     );
 }
@@ -190,7 +190,7 @@ async fn get_and_head_are_untouched() {
     .await;
     assert_eq!(res.status, 200);
     assert!(res.body.is_empty());
-    assert_eq!(res.header("content-length").as_deref(), Some("5"));
+    assert_eq!(res.first("content-length").as_deref(), Some("5"));
 }
 
 #[tokio::test]

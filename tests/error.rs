@@ -1,6 +1,8 @@
 //! The error layer and extractors over a real loopback socket.
 #![cfg(feature = "axum")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -16,10 +18,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use common::RawResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tower::service_fn;
 use tower_layer::Layer;
 use tower_ops::error::{ErrorLayer, Problem, Renderer};
@@ -200,48 +203,26 @@ fn app(layer: ErrorLayer) -> Router {
 
 async fn serve(app: Router) -> SocketAddr {
     logs();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve(app).await
 }
 
 // ---------------------------------------------------------------- raw HTTP/1.1
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+type Reply = RawResponse;
+
+trait ProblemReply {
+    /// Asserts the reply is a problem of this status and code, echoing the id.
+    fn problem(&self, status: u16, code: &str) -> Value;
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Asserts the reply is a problem of this status and code, echoing the id.
+impl ProblemReply for RawResponse {
     fn problem(&self, status: u16, code: &str) -> Value {
         assert_eq!(self.status, status, "{}", self.text());
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json")
-        );
+        assert_eq!(self.first("content-type"), Some("application/problem+json"));
         let v = self.json();
         assert_eq!(v["status"], status);
         assert_eq!(v["code"], code, "{v}");
-        assert_eq!(v["request_id"].as_str(), self.header("x-request-id"), "{v}");
+        assert_eq!(v["request_id"].as_str(), self.first("x-request-id"), "{v}");
         v
     }
 }
@@ -249,69 +230,14 @@ impl Reply {
 /// Sends `head` (request line and headers, without the final blank line) and
 /// `body`, with `Connection: close`, and reads the whole reply.
 async fn send(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!("{head}\r\nhost: x\r\nconnection: close\r\n");
     if !body.is_empty() {
         request.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("the server answers")
-        .unwrap();
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Reply {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
-    let head = std::str::from_utf8(&raw[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 4 + size..];
-    }
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    common::raw(addr, &bytes).await
 }
 
 async fn get_(addr: SocketAddr, path: &str) -> Reply {
@@ -447,7 +373,7 @@ async fn unknown_route_and_wrong_method() {
     assert_eq!(v["title"], "Not Found");
     let reply = send(addr, "DELETE /ok HTTP/1.1", b"").await;
     reply.problem(405, "METHOD_NOT_ALLOWED");
-    let allow = reply.header("allow").expect("Allow kept");
+    let allow = reply.first("allow").expect("Allow kept");
     assert!(allow.contains("GET"), "{allow}");
 }
 
@@ -464,7 +390,7 @@ async fn panics_become_500_without_the_secret() {
         assert!(!reply.text().contains(secret), "{}", reply.text());
         assert!(!reply.text().contains("panic"), "{}", reply.text());
         // Logged once, at error level, with the request id.
-        let id = reply.header("x-request-id").unwrap();
+        let id = reply.first("x-request-id").unwrap();
         let events = events_with(id);
         let ours: Vec<_> = events
             .iter()
@@ -483,7 +409,7 @@ async fn panic_text_cannot_forge_log_lines() {
     let addr = serve(app(ErrorLayer::new())).await;
     let reply = get_(addr, "/panic-multiline").await;
     reply.problem(500, "INTERNAL");
-    let id = reply.header("x-request-id").unwrap();
+    let id = reply.first("x-request-id").unwrap();
     let events = events_with(id);
     assert_eq!(events.len(), 1);
     let panic = events[0]["fields"]["panic"].as_str().unwrap();
@@ -498,7 +424,7 @@ async fn handler_errors_are_logged_not_shown() {
     reply.problem(500, "INTERNAL");
     assert!(!reply.text().contains("FAIL-SECRET-3"));
     assert!(!reply.text().contains("db connect"));
-    let id = reply.header("x-request-id").unwrap();
+    let id = reply.first("x-request-id").unwrap();
     let events = events_with(id);
     let ours: Vec<_> = events
         .iter()
@@ -516,7 +442,7 @@ async fn head_requests_get_no_body() {
         let reply = send(addr, &format!("HEAD {path} HTTP/1.1"), b"").await;
         assert!(reply.status >= 400, "{path}");
         assert_eq!(
-            reply.header("content-type"),
+            reply.first("content-type"),
             Some("application/problem+json")
         );
         assert!(reply.body.is_empty(), "{path}: {}", reply.text());
@@ -528,12 +454,12 @@ async fn own_json_errors_and_success_are_untouched() {
     let addr = serve(app(ErrorLayer::new())).await;
     let reply = get_(addr, "/conflict").await;
     assert_eq!(reply.status, 409);
-    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.first("content-type"), Some("application/json"));
     assert_eq!(reply.json(), json!({"mine": true}));
     let reply = get_(addr, "/ok").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
     assert_eq!(
-        reply.header("content-type"),
+        reply.first("content-type"),
         Some("text/plain; charset=utf-8")
     );
 }
@@ -585,13 +511,13 @@ async fn wrapped_format_everywhere() {
             "VALIDATION_FAILED",
         ),
     ] {
-        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert_eq!(reply.first("content-type"), Some("application/json"));
         let v = reply.json();
         assert_eq!(v["success"], false);
         assert_eq!(v["error"]["code"], code);
         assert_eq!(
             v["error"]["requestId"].as_str(),
-            reply.header("x-request-id")
+            reply.first("x-request-id")
         );
     }
 }
@@ -606,7 +532,7 @@ async fn many_panics_at_once() {
                 let head = format!("GET {path} HTTP/1.1\r\nx-request-id: burst-{i}");
                 let reply = send(addr, &head, b"").await;
                 reply.problem(500, "INTERNAL");
-                reply.header("x-request-id").unwrap().to_owned()
+                reply.first("x-request-id").unwrap().to_owned()
             })
         })
         .collect();

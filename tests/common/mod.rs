@@ -41,6 +41,11 @@ impl RawResponse {
             .collect()
     }
 
+    /// The first value of header `name` (lowercase), if any.
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.all(name).into_iter().next()
+    }
+
     /// The single value of header `name`; panics when absent or repeated.
     pub fn header(&self, name: &str) -> &str {
         let all = self.all(name);
@@ -145,4 +150,23 @@ pub fn child_with_env(name: &str, vars: &[(&str, &str)]) -> bool {
         return false;
     }
     true
+}
+
+/// A chunked HTTP/1.1 POST of `total` bytes of `x`, in chunks of `chunk` bytes.
+pub fn chunked_post(path: &str, total: usize, chunk: usize, extra_headers: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         transfer-encoding: chunked\r\n{extra_headers}\r\n"
+    )
+    .into_bytes();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk);
+        req.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        req.extend(std::iter::repeat_n(b'x', n));
+        req.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
 }
