@@ -151,70 +151,34 @@ fn subscriber(cap: &Capture) -> tracing::subscriber::DefaultGuard {
     )
 }
 
+/// Stacks the layers named, outermost first, around the routes, and checks every
+/// rejection (`$security_outside`: the security headers layer wraps the rejecting
+/// layers, so their answers carry its headers).
+macro_rules! in_order {
+    ($security_outside:expr; $($layer:ident),+) => {{
+        let cap = Capture::default();
+        let _g = subscriber(&cap);
+        let mut registry = Registry::default();
+        let l = layers(&mut registry);
+        let app = routes().layer(ServiceBuilder::new()$(.layer(l.$layer))+);
+        let (addr, metrics) = start(app, registry).await;
+        rejections(addr, metrics, &cap, $security_outside).await;
+    }};
+}
+
 #[tokio::test]
 async fn canonical_order() {
-    let cap = Capture::default();
-    let _g = subscriber(&cap);
-    let mut registry = Registry::default();
-    let l = layers(&mut registry);
-    let app = routes().layer(
-        ServiceBuilder::new()
-            .layer(l.request_id)
-            .layer(l.client_ip)
-            .layer(l.log)
-            .layer(l.metrics)
-            .layer(l.security)
-            .layer(l.error)
-            .layer(l.timeout)
-            .layer(l.rate_limit)
-            .layer(l.body_limit),
-    );
-    let (addr, metrics) = start(app, registry).await;
-    rejections(addr, metrics, &cap, true).await;
+    in_order!(true; request_id, client_ip, log, metrics, security, error, timeout, rate_limit, body_limit);
 }
 
 #[tokio::test]
 async fn rejecting_layers_reversed() {
-    let cap = Capture::default();
-    let _g = subscriber(&cap);
-    let mut registry = Registry::default();
-    let l = layers(&mut registry);
-    let app = routes().layer(
-        ServiceBuilder::new()
-            .layer(l.log)
-            .layer(l.metrics)
-            .layer(l.request_id)
-            .layer(l.client_ip)
-            .layer(l.body_limit)
-            .layer(l.rate_limit)
-            .layer(l.timeout)
-            .layer(l.error)
-            .layer(l.security),
-    );
-    let (addr, metrics) = start(app, registry).await;
-    rejections(addr, metrics, &cap, false).await;
+    in_order!(false; log, metrics, request_id, client_ip, body_limit, rate_limit, timeout, error, security);
 }
 
 #[tokio::test]
 async fn rejecting_layers_shuffled() {
-    let cap = Capture::default();
-    let _g = subscriber(&cap);
-    let mut registry = Registry::default();
-    let l = layers(&mut registry);
-    let app = routes().layer(
-        ServiceBuilder::new()
-            .layer(l.request_id)
-            .layer(l.metrics)
-            .layer(l.client_ip)
-            .layer(l.log)
-            .layer(l.rate_limit)
-            .layer(l.error)
-            .layer(l.body_limit)
-            .layer(l.security)
-            .layer(l.timeout),
-    );
-    let (addr, metrics) = start(app, registry).await;
-    rejections(addr, metrics, &cap, false).await;
+    in_order!(false; request_id, metrics, client_ip, log, rate_limit, error, body_limit, security, timeout);
 }
 
 #[tokio::test]
