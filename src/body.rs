@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -102,6 +103,85 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// The response body a layer that may answer on its own returns, per mode:
+/// [`AnyBody`] (the default) or, with the `axum` feature, [`AxumBody`].
+///
+/// Sealed: the two modes are the only ones.
+pub trait ResponseMode<ResBody>: sealed::Sealed {
+    /// The response body the layer returns.
+    type ResBody;
+
+    #[doc(hidden)]
+    fn response(response: Response<ResBody>) -> Response<Self::ResBody>;
+
+    #[doc(hidden)]
+    fn rejection(response: Response<ResponseBody<ResBody>>) -> Response<Self::ResBody>;
+}
+
+/// Works with any body: the layer returns `Response<ResponseBody<ResBody>>` (and
+/// [`BodyLimitLayer`](crate::body_limit::BodyLimitLayer) hands
+/// `Request<Limited<B>>` to the inner service).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnyBody;
+
+impl sealed::Sealed for AnyBody {}
+
+impl<ResBody> ResponseMode<ResBody> for AnyBody {
+    type ResBody = ResponseBody<ResBody>;
+
+    #[inline]
+    fn response(response: Response<ResBody>) -> Response<Self::ResBody> {
+        response.map(ResponseBody::inner)
+    }
+
+    #[inline]
+    fn rejection(response: Response<ResponseBody<ResBody>>) -> Response<Self::ResBody> {
+        response
+    }
+}
+
+/// axum's own body: the layer returns `Response<axum::body::Body>` (and
+/// [`BodyLimitLayer`](crate::body_limit::BodyLimitLayer) also hands
+/// `Request<axum::body::Body>` to the inner service).
+///
+/// Under `Router::layer` this saves the boxing axum would otherwise do on every
+/// request and response: the handler's response passes through as it is (axum's
+/// `Body::new` of a `Body` is the body itself), and only the layer's own answers
+/// are boxed. The body limit also passes through a request body that cannot go
+/// over the limit: an empty one, or one whose exact size equals its declared
+/// `Content-Length` (within the limit); every other body is counted by a
+/// [`Limited`](crate::body_limit::Limited) wrapper.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AxumBody;
+
+#[cfg(feature = "axum")]
+impl sealed::Sealed for AxumBody {}
+
+#[cfg(feature = "axum")]
+impl<ResBody> ResponseMode<ResBody> for AxumBody
+where
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type ResBody = axum::body::Body;
+
+    #[inline]
+    fn response(response: Response<ResBody>) -> Response<Self::ResBody> {
+        response.map(axum::body::Body::new)
+    }
+
+    #[inline]
+    fn rejection(response: Response<ResponseBody<ResBody>>) -> Response<Self::ResBody> {
+        response.map(axum::body::Body::new)
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::service_fn;
 use tower_layer::Layer;
+use tower_ops::body::AxumBody;
 use tower_ops::error::{ErrorLayer, Problem, Renderer};
 use tower_ops::request_id::RequestIdLayer;
 
@@ -120,6 +121,15 @@ async fn panic_multiline() -> &'static str {
 }
 
 fn app(layer: ErrorLayer) -> Router {
+    routes().layer(layer).layer(RequestIdLayer::new())
+}
+
+/// The same application with the layer in axum body mode.
+fn axum_app(layer: ErrorLayer<AxumBody>) -> Router {
+    routes().layer(layer).layer(RequestIdLayer::new())
+}
+
+fn routes() -> Router {
     use axum::extract as ax;
     use tower_ops::error as ours;
 
@@ -197,8 +207,6 @@ fn app(layer: ErrorLayer) -> Router {
             }),
         )
         .layer(DefaultBodyLimit::max(64))
-        .layer(layer)
-        .layer(RequestIdLayer::new())
 }
 
 async fn serve(app: Router) -> SocketAddr {
@@ -520,6 +528,45 @@ async fn wrapped_format_everywhere() {
             reply.first("x-request-id")
         );
     }
+}
+
+/// `for_axum()` changes the body type only: every kind of answer is the same.
+#[tokio::test]
+async fn axum_body_mode_answers_the_same() {
+    let addr = serve(axum_app(ErrorLayer::new().for_axum())).await;
+    post_(addr, "/axum/json", "text/plain", b"{}")
+        .await
+        .problem(415, "UNSUPPORTED_MEDIA_TYPE");
+    get_(addr, "/no/such/route").await.problem(404, "NOT_FOUND");
+    let reply = send(addr, "DELETE /ok HTTP/1.1", b"").await;
+    reply.problem(405, "METHOD_NOT_ALLOWED");
+    assert!(reply.first("allow").is_some_and(|a| a.contains("GET")));
+    for path in ["/panic-sync", "/panic"] {
+        let reply = get_(addr, path).await;
+        reply.problem(500, "INTERNAL");
+        assert!(!reply.text().contains("SECRET"), "{}", reply.text());
+    }
+    let reply = get_(addr, "/fail").await;
+    reply.problem(500, "INTERNAL");
+    assert!(!reply.text().contains("FAIL-SECRET-3"));
+    let v = get_(addr, "/teapot").await.problem(418, "BAD_REQUEST");
+    assert_eq!(v["detail"], "short and stout   [2J");
+    let reply = get_(addr, "/conflict").await;
+    assert_eq!(reply.status, 409);
+    assert_eq!(reply.json(), json!({"mine": true}));
+    let reply = get_(addr, "/ok").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
+    get_(addr, "/stream-error")
+        .await
+        .problem(400, "BAD_REQUEST");
+    let reply = send(addr, "HEAD /no/such/route HTTP/1.1", b"").await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.is_empty());
+
+    let wrapped = ErrorLayer::new().renderer(Renderer::wrapped()).for_axum();
+    let addr = serve(axum_app(wrapped)).await;
+    let v = get_(addr, "/panic").await.json();
+    assert_eq!(v["error"]["code"], "INTERNAL");
 }
 
 #[tokio::test]

@@ -33,7 +33,8 @@ fn run(c: &mut Criterion, group: &str, apps: &[(&str, Router)], request: fn() ->
     let rt = runtime();
     let mut g = c.benchmark_group(group);
     for (name, app) in apps {
-        g.bench_with_input(BenchmarkId::from_parameter(name), app, |b, app| {
+        let app = crate::support::served(app.clone());
+        g.bench_with_input(BenchmarkId::from_parameter(name), &app, |b, app| {
             b.to_async(&rt).iter(|| {
                 let app = app.clone();
                 async move { black_box(app.oneshot(request()).await) }

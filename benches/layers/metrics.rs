@@ -57,6 +57,7 @@ pub fn bench(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("metrics");
+    let [bare, peer, ours, ours_ex] = [bare, peer, ours, ours_ex].map(crate::support::served);
     group.bench_function("bare", |b| b.to_async(&rt).iter(|| run(bare.clone())));
     group.bench_function("axum_prometheus", |b| {
         b.to_async(&rt).iter(|| run(peer.clone()))

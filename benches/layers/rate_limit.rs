@@ -86,6 +86,7 @@ pub(crate) fn bench(c: &mut Criterion) {
     drop(_guard);
     let mut group = c.benchmark_group("rate_limit");
     for (name, app) in apps {
+        let app = crate::support::served(app);
         let mut i = 0usize;
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 
 use super::body::Shared;
 use super::layer::{Config, LengthProblem};
-use super::mode::{AnyBody, ResponseMode};
+use crate::body::{AnyBody, ResponseMode};
 use crate::error::Renderer;
 use crate::error::{Code, Problem};
 use crate::request_id::RequestId;

@@ -10,8 +10,9 @@ use tower_service::Service;
 
 use super::body::{Limited, Shared};
 use super::future::ResponseFuture;
-use super::mode::{AnyBody, RequestMode, ResponseMode};
+use super::mode::RequestMode;
 use super::routes::Routes;
+use crate::body::{AnyBody, ResponseMode};
 use crate::config::{self, ConfigError};
 use crate::error::Renderer;
 use crate::request_id::RequestId;
@@ -237,8 +238,8 @@ where
         // A body needs counting unless it is empty, or it declared a length within
         // the limit and its own exact size agrees: `http_body` makes an exact size
         // hint a promise, and hyper enforces Content-Length on HTTP/1 and HTTP/2.
-        let fits = declared.is_some() && body.size_hint().exact() == declared;
-        let needs_counting = !(body.is_end_stream() || fits);
+        let needs_counting =
+            !(body.is_end_stream() || declared.is_some() && body.size_hint().exact() == declared);
         // Only a body without a declared length can go over the limit while the
         // handler reads it, so only then is the flag shared with the response
         // future (and allocated). A body longer than its own Content-Length is
@@ -262,7 +263,25 @@ pub(crate) enum LengthProblem {
 
 /// The declared body length: every `Content-Length` header and every element of
 /// a comma list must be the same non-negative decimal number (RFC 9110 §8.6).
+#[inline]
 pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, LengthProblem> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    // The common case: one plain number.
+    if values.next().is_none()
+        && let Some(n) = parse_digits(first.as_bytes())
+    {
+        return Ok(Some(n));
+    }
+    declared_length_slow(headers)
+}
+
+/// Several headers, comma lists, spaces, or an invalid value.
+#[cold]
+#[inline(never)]
+fn declared_length_slow(headers: &HeaderMap) -> Result<Option<u64>, LengthProblem> {
     let mut found: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for part in value.as_bytes().split(|&b| b == b',') {
@@ -374,6 +393,20 @@ mod tests {
         assert_eq!(length(&[b"1", b"2"]), Err(Conflicting));
         assert_eq!(length(&[b"1, 2"]), Err(Conflicting));
         assert_eq!(length(&[b"1", b"x"]), Err(Invalid));
+    }
+
+    proptest::proptest! {
+        /// The one-plain-number shortcut never disagrees with the full rules.
+        #[test]
+        fn shortcut_agrees_with_the_full_rules(
+            values in proptest::collection::vec("[0-9 ,+a-]{0,24}", 0..4),
+        ) {
+            let mut h = HeaderMap::new();
+            for v in &values {
+                h.append(CONTENT_LENGTH, HeaderValue::from_str(v).unwrap());
+            }
+            proptest::prop_assert_eq!(declared_length(&h), declared_length_slow(&h));
+        }
     }
 
     #[test]

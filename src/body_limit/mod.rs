@@ -109,9 +109,10 @@ pub use self::body::{BoxError, LengthLimitError, Limited};
 pub use self::future::ResponseFuture;
 pub use self::layer::{BodyLimit, BodyLimitLayer, DEFAULT_LIMIT};
 pub(crate) use self::layer::{parse_whole, renderer_from_env};
+pub use self::mode::RequestMode;
 #[cfg(feature = "axum")]
-pub use self::mode::AxumBody;
-pub use self::mode::{AnyBody, RequestMode, ResponseMode};
+pub use crate::body::AxumBody;
+pub use crate::body::{AnyBody, ResponseMode};
 
 #[cfg(test)]
 mod tests {

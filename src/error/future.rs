@@ -1,5 +1,6 @@
 use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -15,7 +16,7 @@ use super::for_log;
 use super::layer::BoxError;
 use super::log::panic_message;
 use super::{Code, Problem, Renderer, chain};
-use crate::body::ResponseBody;
+use crate::body::{AnyBody, ResponseBody, ResponseMode};
 use crate::request_id::RequestId;
 
 /// The largest plain-text error body read to become a problem's detail. Framework
@@ -30,11 +31,14 @@ pub(crate) enum Failure {
 
 pin_project! {
     /// The response future of [`ErrorService`](super::ErrorService).
-    pub struct ResponseFuture<F, B> {
+    pub struct ResponseFuture<F, B, M = AnyBody> {
         #[pin]
         kind: Kind<F, B>,
+        _mode: PhantomData<fn() -> M>,
         renderer: Renderer,
-        request_id: Option<RequestId>,
+        // Boxed: set only when no request id layer is in scope, which is rare, and
+        // the future should stay small for the moves it goes through.
+        request_id: Option<Box<RequestId>>,
     }
 }
 
@@ -49,40 +53,46 @@ pin_project! {
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn new(future: F, renderer: Renderer, request_id: Option<RequestId>) -> Self {
+impl<F, B, M> ResponseFuture<F, B, M> {
+    #[inline]
+    pub(crate) fn new(future: F, renderer: Renderer, request_id: Option<Box<RequestId>>) -> Self {
         Self {
             kind: Kind::Call { future },
             renderer,
             request_id,
+            _mode: PhantomData,
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn failed(
         failure: Failure,
         renderer: Renderer,
-        request_id: Option<RequestId>,
+        request_id: Option<Box<RequestId>>,
     ) -> Self {
         let problem = match failure {
-            Failure::Error(error) => error_problem(error, request_id.as_ref()),
-            Failure::Panic(message) => panic_problem(&message, request_id.as_ref()),
+            Failure::Error(error) => error_problem(error, request_id.as_deref()),
+            Failure::Panic(message) => panic_problem(&message, request_id.as_deref()),
         };
         let response = renderer.response(problem);
         Self {
             kind: done(response),
             renderer,
             request_id,
+            _mode: PhantomData,
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E, M> Future for ResponseFuture<F, B, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
     B: Body<Data = Bytes>,
+    M: ResponseMode<B>,
 {
-    type Output = Result<Response<ResponseBody<B>>, Infallible>;
+    type Output = Result<Response<M::ResBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -91,19 +101,25 @@ where
                 KindProj::Call { future } => {
                     match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
+                        // The success path: nothing to look at, nothing to keep.
+                        Ok(Poll::Ready(Ok(response))) if response.status().as_u16() < 400 => {
+                            return Poll::Ready(Ok(M::response(response)));
+                        }
                         Ok(Poll::Ready(Ok(response))) => {
-                            match on_response(response, this.renderer, this.request_id.as_ref()) {
-                                Step::Out(response) => return Poll::Ready(Ok(response)),
+                            match on_response(response, this.renderer, this.request_id.as_deref()) {
+                                Step::Out(response) => {
+                                    return Poll::Ready(Ok(M::response(response)));
+                                }
                                 Step::Then(next) => next,
                             }
                         }
                         Ok(Poll::Ready(Err(error))) => {
-                            let problem = error_problem(error.into(), this.request_id.as_ref());
+                            let problem = error_problem(error.into(), this.request_id.as_deref());
                             done(this.renderer.response(problem))
                         }
                         Err(payload) => {
                             let problem =
-                                panic_problem(panic_message(&*payload), this.request_id.as_ref());
+                                panic_problem(panic_message(&*payload), this.request_id.as_deref());
                             done(this.renderer.response(problem))
                         }
                     }
@@ -125,12 +141,13 @@ where
                     done(rewrite_plain(
                         this.renderer,
                         parts,
-                        this.request_id.as_ref(),
+                        this.request_id.as_deref(),
                         text,
                     ))
                 }
                 KindProj::Done { response } => {
-                    return Poll::Ready(Ok(*response.take().expect("polled after completion")));
+                    let response = *response.take().expect("polled after completion");
+                    return Poll::Ready(Ok(M::rejection(response)));
                 }
             };
             this.kind.set(next);
@@ -140,7 +157,7 @@ where
 
 enum Step<F, B> {
     /// The response goes out as it is.
-    Out(Response<ResponseBody<B>>),
+    Out(Response<B>),
     /// The state that produces the response.
     Then(Kind<F, B>),
 }
@@ -156,7 +173,7 @@ fn on_response<F, B: Body>(
         log_source(problem);
     }
     match verdict(&response, renderer, request_id.is_some()) {
-        Verdict::Keep => Step::Out(response.map(ResponseBody::inner)),
+        Verdict::Keep => Step::Out(response),
         Verdict::Rerender => {
             let (mut parts, _body) = response.into_parts();
             Step::Then(done(match parts.extensions.remove::<Problem>() {

@@ -1,5 +1,6 @@
 use std::convert::Infallible;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Context, Poll};
 
@@ -12,7 +13,7 @@ use tower_service::Service;
 use super::Renderer;
 use super::future::{Failure, ResponseFuture};
 use super::log::panic_message;
-use crate::body::ResponseBody;
+use crate::body::{AnyBody, ResponseMode};
 use crate::config::ConfigError;
 use crate::request_id::RequestId;
 
@@ -22,22 +23,46 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Turns panics, service errors and plain error responses into [`Problem`]
 /// responses. See the [module docs](super#the-error-layer).
 ///
+/// `M` chooses the response body: [`AnyBody`] by default, which wraps the inner
+/// body in a [`ResponseBody`](crate::body::ResponseBody), or
+/// [`AxumBody`](crate::body::AxumBody) after [`for_axum`](Self::for_axum).
+///
 /// [`Problem`]: super::Problem
-#[derive(Clone, Debug, Default)]
-pub struct ErrorLayer {
+pub struct ErrorLayer<M = AnyBody> {
     renderer: Renderer,
+    _mode: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for ErrorLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            renderer: self.renderer.clone(),
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for ErrorLayer<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorLayer")
+            .field("renderer", &self.renderer)
+            .finish()
+    }
+}
+
+impl Default for ErrorLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ErrorLayer {
     /// A layer rendering RFC 9457 `application/problem+json`.
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Renders with `renderer` instead (for example [`Renderer::wrapped`]).
-    pub fn renderer(mut self, renderer: Renderer) -> Self {
-        self.renderer = renderer;
-        self
+        Self {
+            renderer: Renderer::default(),
+            _mode: PhantomData,
+        }
     }
 
     /// Reads the format from `ERROR_FORMAT` (see [`Renderer::from_env`]).
@@ -46,14 +71,46 @@ impl ErrorLayer {
     }
 }
 
-impl<S> Layer<S> for ErrorLayer {
-    type Service = ErrorService<S>;
+impl<M> ErrorLayer<M> {
+    /// Renders with `renderer` instead (for example [`Renderer::wrapped`]).
+    pub fn renderer(mut self, renderer: Renderer) -> Self {
+        self.renderer = renderer;
+        self
+    }
+
+    /// Returns axum's own `Body` in responses, for `Router::layer`.
+    ///
+    /// The handler's response then passes through as it is, where the default
+    /// mode wraps its body and axum boxes that wrapper again for every request;
+    /// only the layer's own answers are boxed. Same behaviour otherwise.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_ops::error::ErrorLayer;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .layer(ErrorLayer::new().for_axum());
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn for_axum(self) -> ErrorLayer<crate::body::AxumBody> {
+        ErrorLayer {
+            renderer: self.renderer,
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<S, M> Layer<S> for ErrorLayer<M> {
+    type Service = ErrorService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ErrorService {
             inner,
             renderer: self.renderer.clone(),
             failed: None,
+            _mode: PhantomData,
         }
     }
 }
@@ -64,12 +121,13 @@ impl<S> Layer<S> for ErrorLayer {
 /// `Error = S::Error`, answering the inner service's errors is this layer's job.
 /// That is what lets `Router::layer` (which requires `Infallible`) take it, with
 /// tower's `TimeoutLayer` or `LoadShedLayer` inside and no `HandleErrorLayer`.
-pub struct ErrorService<S> {
+pub struct ErrorService<S, M = AnyBody> {
     inner: S,
     renderer: Renderer,
     /// `poll_ready` failed or panicked: the next call answers with that failure
     /// instead of calling the inner service.
     failed: Option<Failure>,
+    _mode: PhantomData<fn() -> M>,
 }
 
 impl<S> ErrorService<S> {
@@ -77,7 +135,9 @@ impl<S> ErrorService<S> {
     pub fn new(inner: S) -> Self {
         ErrorLayer::new().layer(inner)
     }
+}
 
+impl<S, M> ErrorService<S, M> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -94,18 +154,19 @@ impl<S> ErrorService<S> {
     }
 }
 
-impl<S: Clone> Clone for ErrorService<S> {
+impl<S: Clone, M> Clone for ErrorService<S, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             renderer: self.renderer.clone(),
             // Readiness belongs to one instance; a clone starts unready.
             failed: None,
+            _mode: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
+impl<S: fmt::Debug, M> fmt::Debug for ErrorService<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ErrorService")
             .field("inner", &self.inner)
@@ -118,19 +179,22 @@ impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
 /// scope is always there, and the check should not weigh on `call`.
 #[cold]
 #[inline(never)]
-fn unscoped(id: &RequestId) -> Option<RequestId> {
-    crate::request_id::current().is_none().then(|| id.clone())
+fn unscoped(id: &RequestId) -> Option<Box<RequestId>> {
+    crate::request_id::current()
+        .is_none()
+        .then(|| Box::new(id.clone()))
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
+    M: ResponseMode<ResBody>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<M::ResBody>;
     type Error = Infallible;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.failed.is_some() {
@@ -151,14 +215,15 @@ where
         // up the id of the request in scope themselves; copy it only when that is
         // missing, which spares the copy in the canonical stack.
         let request_id = req.extensions().get::<RequestId>().and_then(unscoped);
+        let renderer = self.renderer.clone();
         if let Some(failure) = self.failed.take() {
-            return ResponseFuture::failed(failure, self.renderer.clone(), request_id);
+            return ResponseFuture::failed(failure, renderer, request_id);
         }
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(future) => ResponseFuture::new(future, self.renderer.clone(), request_id),
+            Ok(future) => ResponseFuture::new(future, renderer, request_id),
             Err(payload) => ResponseFuture::failed(
                 Failure::Panic(panic_message(&*payload).to_owned()),
-                self.renderer.clone(),
+                renderer,
                 request_id,
             ),
         }
@@ -175,6 +240,7 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
+    use crate::body::ResponseBody;
     use crate::error::{Code, Problem};
 
     type Res = Response<Full<Bytes>>;

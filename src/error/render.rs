@@ -52,9 +52,6 @@ pub enum ErrorFormat {
 #[derive(Clone)]
 pub struct Renderer {
     format: Format,
-    /// Unique per format instance; shared by clones. Lets the error layer see whether
-    /// a rendered problem already has its format without comparing bodies.
-    id: u64,
     expose_internal: bool,
 }
 
@@ -62,12 +59,20 @@ pub struct Renderer {
 static NEXT_ID: AtomicU64 = AtomicU64::new(3);
 
 /// The built-in formats need no allocation, and cloning them no atomic operation:
-/// the error layer clones its renderer for every request.
+/// the error layer clones its renderer for every request, and keeps it in every
+/// response future, so the whole renderer stays two words.
 #[derive(Clone)]
 enum Format {
     ProblemJson,
     Wrapped,
-    Custom(Arc<dyn RenderProblem>),
+    Custom(Arc<Custom>),
+}
+
+/// A user's format with the id shared by its clones, which lets the error layer
+/// see whether a rendered problem already has its format without comparing bodies.
+struct Custom {
+    id: u64,
+    format: Box<dyn RenderProblem>,
 }
 
 impl Format {
@@ -75,7 +80,15 @@ impl Format {
         match self {
             Self::ProblemJson => &ProblemJson,
             Self::Wrapped => &Wrapped,
-            Self::Custom(format) => &**format,
+            Self::Custom(custom) => &*custom.format,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        match self {
+            Self::ProblemJson => 1,
+            Self::Wrapped => 2,
+            Self::Custom(custom) => custom.id,
         }
     }
 }
@@ -100,7 +113,6 @@ impl Renderer {
     pub fn problem_json() -> Self {
         Self {
             format: Format::ProblemJson,
-            id: 1,
             expose_internal: false,
         }
     }
@@ -109,7 +121,6 @@ impl Renderer {
     pub fn wrapped() -> Self {
         Self {
             format: Format::Wrapped,
-            id: 2,
             expose_internal: false,
         }
     }
@@ -125,8 +136,10 @@ impl Renderer {
     /// A format of your own.
     pub fn custom(format: impl RenderProblem) -> Self {
         Self {
-            format: Format::Custom(Arc::new(format)),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            format: Format::Custom(Arc::new(Custom {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                format: Box::new(format),
+            })),
             expose_internal: false,
         }
     }
@@ -175,7 +188,7 @@ impl Renderer {
     /// What a response rendered by this renderer is marked with.
     pub(crate) fn mark(&self) -> RenderMark {
         RenderMark {
-            format: self.id,
+            format: self.format.id(),
             expose_internal: self.expose_internal,
         }
     }
