@@ -714,4 +714,66 @@ mod grpc {
         // The metrics written on the way out counted the rejections.
         assert!(out.contains("http_server_rejections_total"), "{out}");
     }
+
+    /// Over the wire: the rejection is a trailers-only HTTP/2 response, HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status: 8`, no body and no trailers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rejection_is_trailers_only_on_the_wire() {
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Full};
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let ex = Example::start("grpc", &[]);
+        let stream = tokio::net::TcpStream::connect(ex.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            // An empty HelloRequest: uncompressed flag, length 0.
+            let request = http::Request::post(format!("http://{}/demo.Greeter/SayHello", ex.addr))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+                .unwrap();
+            let response = tokio::time::timeout(PATIENCE, sender.send_request(request))
+                .await
+                .unwrap()
+                .unwrap();
+            let (parts, body) = response.into_parts();
+            let collected = tokio::time::timeout(PATIENCE, body.collect())
+                .await
+                .unwrap()
+                .unwrap();
+            answers.push((parts, collected));
+        }
+        for (parts, collected) in &answers[..3] {
+            assert_eq!(parts.status, 200);
+            assert!(
+                parts.headers.get("grpc-status").is_none(),
+                "status comes in trailers"
+            );
+            assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        }
+        let (parts, collected) = answers.pop().unwrap();
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.headers["content-type"], "application/grpc");
+        assert_eq!(parts.headers["grpc-status"], "8");
+        assert!(
+            parts.headers["grpc-message"]
+                .to_str()
+                .unwrap()
+                .starts_with("rate limit exceeded, retry in")
+        );
+        assert!(parts.headers.contains_key("retry-after"));
+        assert!(parts.headers.contains_key("ratelimit"));
+        assert!(parts.headers.contains_key("x-request-id"));
+        assert!(collected.trailers().is_none(), "trailers-only");
+        assert!(collected.to_bytes().is_empty());
+        drop(sender);
+        driver.abort();
+        ex.stop();
+    }
 }
