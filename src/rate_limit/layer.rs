@@ -12,6 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{Backend, BackendRequest, Breaker, FailureMode, FallbackLog};
+use super::grpc::{self, GrpcCode};
 use super::headers::{HeaderMode, PolicyHeaders};
 use super::key::KeyHasher;
 use super::local::{LocalLimiter, LocalState, Outcome, RateLimitClock, spawn_cleanup};
@@ -46,6 +47,7 @@ struct Config {
     remote: Option<RemoteConfig>,
     failure_mode: FailureMode,
     key_secret: Option<Arc<[u8]>>,
+    grpc: bool,
 }
 
 #[derive(Clone)]
@@ -66,6 +68,7 @@ struct Shared {
     skip: Option<SkipFn>,
     mode: HeaderMode,
     renderer: Renderer,
+    grpc: bool,
     clock: RateLimitClock,
     cleanup_every: Duration,
     cleanup_started: AtomicBool,
@@ -104,6 +107,7 @@ impl RateLimitLayer {
             remote: None,
             failure_mode: FailureMode::Local,
             key_secret: None,
+            grpc: true,
         })
     }
 
@@ -225,6 +229,51 @@ impl RateLimitLayer {
         self.map(|c| c.renderer = renderer)
     }
 
+    /// Answers gRPC calls with a gRPC status instead of an HTTP error (on by
+    /// default).
+    ///
+    /// A request whose `content-type` is `application/grpc` or
+    /// `application/grpc+<codec>` is rejected "trailers-only": HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status: 8` (`RESOURCE_EXHAUSTED`; 14,
+    /// `UNAVAILABLE`, when the backend is down and the failure mode is closed) and a
+    /// `grpc-message` with the detail, next to the usual `RateLimit`,
+    /// `RateLimit-Policy` and `Retry-After` headers. gRPC clients would read a 429
+    /// as `UNAVAILABLE`, which retry policies retry at once. The response still
+    /// carries its [`Problem`] (status 429, `RATE_LIMITED`) in its extensions, so the
+    /// log and metrics layers count the rejection. gRPC-Web and every other request
+    /// get the HTTP answer. With `false`, gRPC calls get the HTTP answer too.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limits = RateLimitLayer::new()
+    ///     .policy(Policy::new("calls", Quota::per_minute(1)).key(KeyBy::global()));
+    /// let service = ServiceBuilder::new().layer(limits).service(service_fn(|_req: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// }));
+    /// let call = || {
+    ///     Request::post("/demo.Greeter/SayHello")
+    ///         .header("content-type", "application/grpc")
+    ///         .body(())
+    /// };
+    /// service.clone().oneshot(call()?).await?;
+    /// let response = service.clone().oneshot(call()?).await?;
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "application/grpc");
+    /// assert_eq!(response.headers()["grpc-status"], "8");
+    /// assert_eq!(response.headers()["grpc-message"], "rate limit exceeded, retry in 60 s");
+    /// assert_eq!(response.headers()["retry-after"], "60");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grpc(self, on: bool) -> Self {
+        self.map(|c| c.grpc = on)
+    }
+
     /// The clock (the monotonic system clock by default; see [`RateLimitClock`]).
     pub fn clock(self, clock: RateLimitClock) -> Self {
         self.map(|c| c.clock = clock)
@@ -340,6 +389,7 @@ impl fmt::Debug for RateLimitLayer {
             .field("headers", &config.headers)
             .field("backend", &config.remote.is_some())
             .field("failure_mode", &config.failure_mode)
+            .field("grpc", &config.grpc)
             .field("tracked_keys", &self.len())
             .finish()
     }
@@ -376,6 +426,7 @@ impl Shared {
             skip: config.skip.clone(),
             mode: config.headers,
             renderer: config.renderer.clone(),
+            grpc: config.grpc,
             clock: config.clock.clone(),
             cleanup_every: config.cleanup_every,
             cleanup_started: AtomicBool::new(false),
@@ -491,26 +542,40 @@ impl Shared {
             .collect()
     }
 
-    fn limited<B>(&self, index: usize, outcome: &Outcome) -> Response<ResponseBody<B>> {
+    /// Whether a rejection of this request is answered with a gRPC status.
+    #[inline]
+    fn answers_grpc(&self, head: &RequestHead<'_>) -> bool {
+        self.grpc && grpc::is_grpc(head.headers())
+    }
+
+    fn limited<B>(&self, index: usize, outcome: &Outcome, grpc: bool) -> Response<ResponseBody<B>> {
         let secs = outcome.reset_secs.max(1);
         let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS)
             .code(Code::RATE_LIMITED)
             .rejected_by("rate_limit")
             .detail(format!("rate limit exceeded, retry in {secs} s"));
-        let mut response = self.renderer.response::<B>(problem);
+        let mut response = if grpc {
+            grpc::response::<B>(GrpcCode::ResourceExhausted, problem)
+        } else {
+            self.renderer.response::<B>(problem)
+        };
         let headers = response.headers_mut();
         self.headers[index].write(self.mode, outcome, headers);
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         response
     }
 
-    fn unavailable<B>(&self, retry_secs: u64) -> Response<ResponseBody<B>> {
+    fn unavailable<B>(&self, retry_secs: u64, grpc: bool) -> Response<ResponseBody<B>> {
         let secs = retry_secs.max(1);
         let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .code(Code::SERVICE_UNAVAILABLE)
             .rejected_by("rate_limit")
             .detail(format!("rate limiting is unavailable, retry in {secs} s"));
-        let mut response = self.renderer.response::<B>(problem);
+        let mut response = if grpc {
+            grpc::response::<B>(GrpcCode::Unavailable, problem)
+        } else {
+            self.renderer.response::<B>(problem)
+        };
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -675,6 +740,7 @@ where
                         state: Box::new(Checking {
                             check: Box::pin(decide_remote(shared.clone(), checks)),
                             service: Some(service),
+                            grpc: shared.answers_grpc(&head),
                             request: Some(request),
                             shared: shared.clone(),
                         }),
@@ -688,10 +754,12 @@ where
                 Verdict::Pass(Some((index, outcome))) => (shared.mode.ietf || shared.mode.legacy)
                     .then(|| (shared.clone(), index, outcome)),
                 Verdict::Limited(index, outcome) => {
-                    return ResponseFuture::ready(shared.limited(index, &outcome));
+                    let grpc = shared.answers_grpc(&head);
+                    return ResponseFuture::ready(shared.limited(index, &outcome, grpc));
                 }
                 Verdict::Unavailable(secs) => {
-                    return ResponseFuture::ready(shared.unavailable(secs));
+                    let grpc = shared.answers_grpc(&head);
+                    return ResponseFuture::ready(shared.unavailable(secs, grpc));
                 }
             }
         };
@@ -706,6 +774,8 @@ struct Checking<S, ReqBody> {
     service: Option<S>,
     request: Option<Request<ReqBody>>,
     shared: Arc<Shared>,
+    /// Whether a rejection is answered with a gRPC status.
+    grpc: bool,
 }
 
 pin_project! {
@@ -788,6 +858,7 @@ where
                         service,
                         request,
                         shared,
+                        grpc,
                     } = &mut **state;
                     let verdict = ready!(check.as_mut().poll(cx));
                     match (verdict, service.take(), request.take()) {
@@ -801,10 +872,10 @@ where
                             }
                         }
                         (Verdict::Limited(index, outcome), _, _) => Kind::Ready {
-                            response: Some(shared.limited(index, &outcome)),
+                            response: Some(shared.limited(index, &outcome, *grpc)),
                         },
                         (Verdict::Unavailable(secs), _, _) => Kind::Ready {
-                            response: Some(shared.unavailable(secs)),
+                            response: Some(shared.unavailable(secs, *grpc)),
                         },
                         (Verdict::Pass(_), _, _) => {
                             panic!("ResponseFuture polled after completion")
@@ -916,6 +987,118 @@ mod tests {
         clock.advance(Duration::from_millis(250));
         assert_eq!(send(&svc, req("/", "192.0.2.1:4")).await.status(), 200);
         assert_eq!(layer.len(), 2);
+    }
+
+    fn grpc_call(content_type: &'static str) -> Request<()> {
+        let mut r = req("/demo.Greeter/SayHello", "192.0.2.1:1");
+        *r.method_mut() = Method::POST;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        r
+    }
+
+    #[tokio::test]
+    async fn grpc_calls_get_resource_exhausted_and_http_is_unchanged() {
+        let (layer, _) = manual(Quota::per_minute(1));
+        let (svc, calls) = app(&layer);
+        assert_eq!(
+            send(&svc, grpc_call("application/grpc")).await.status(),
+            200
+        );
+        let limited = send(&svc, grpc_call("application/grpc+proto")).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(limited.status(), 200, "gRPC errors travel in grpc-status");
+        let h = limited.headers();
+        assert_eq!(h["content-type"], "application/grpc");
+        assert_eq!(h["grpc-status"], "8");
+        assert_eq!(h["grpc-message"], "rate limit exceeded, retry in 60 s");
+        assert_eq!(h["retry-after"], "60");
+        assert_eq!(h["ratelimit"], "\"default\";r=0;t=60");
+        assert_eq!(h["ratelimit-policy"], "\"default\";q=1;w=60");
+        let problem = limited.extensions().get::<Problem>().unwrap();
+        assert_eq!(problem.get_code(), &Code::RATE_LIMITED);
+        assert_eq!(problem.get_rejected_by(), Some("rate_limit"));
+        let body = limited.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "trailers-only: no body");
+        // gRPC-Web and plain HTTP keep the 429 Problem.
+        for r in [grpc_call("application/grpc-web"), req("/", "192.0.2.1:1")] {
+            let r = send(&svc, r).await;
+            assert_eq!(r.status(), 429);
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+            assert!(r.headers().get("grpc-status").is_none());
+        }
+        // Switched off, gRPC calls get the HTTP answer too.
+        let (layer, _) = manual(Quota::per_minute(1));
+        let (svc, _) = app(&layer.grpc(false));
+        send(&svc, grpc_call("application/grpc")).await;
+        let r = send(&svc, grpc_call("application/grpc")).await;
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().get("grpc-status").is_none());
+    }
+
+    #[tokio::test]
+    async fn grpc_calls_through_a_backend() {
+        for (mode, fail, expected) in [
+            (FailureMode::Closed, true, "14"),
+            (FailureMode::Local, true, "8"),
+        ] {
+            let (layer, backend) = remote(mode).await;
+            let (svc, _) = app(&layer);
+            backend.fail.store(fail, Ordering::SeqCst);
+            let call = || {
+                let mut r = grpc_call("application/grpc");
+                r.headers_mut()
+                    .insert("x-api-key", HeaderValue::from_static("k"));
+                r
+            };
+            let mut last = send(&svc, call()).await;
+            for _ in 0..2 {
+                last = send(&svc, call()).await;
+            }
+            assert_eq!(last.status(), 200, "{mode:?}");
+            assert_eq!(last.headers()["grpc-status"], expected, "{mode:?}");
+            assert!(
+                last.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+                    >= 1
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the content-type, a rejection is either a gRPC status on 200 or
+        /// the 429 Problem, never something in between.
+        #[test]
+        fn rejection_is_grpc_or_http(content_type in prop::collection::vec(any::<u8>(), 0..40)) {
+            let (layer, _) = manual(Quota::per_minute(1));
+            let (mut svc, _) = app(&layer);
+            let mut last = None;
+            for _ in 0..2 {
+                let mut r = req("/", "192.0.2.1:1");
+                if let Ok(v) = HeaderValue::from_bytes(&content_type) {
+                    r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+                }
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut fut = std::pin::pin!(svc.call(r));
+                let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut cx) else { panic!("pending") };
+                last = Some(resp);
+            }
+            let last = last.unwrap();
+            let grpc = last.headers().get("grpc-status").is_some();
+            if grpc {
+                prop_assert_eq!(last.status(), 200);
+                prop_assert_eq!(&last.headers()["content-type"], "application/grpc");
+            } else {
+                prop_assert_eq!(last.status(), 429);
+            }
+            prop_assert!(last.headers().contains_key("retry-after"));
+        }
     }
 
     #[tokio::test]

@@ -19,6 +19,9 @@
 //!   and routes no policy applies to carry no rate-limit fields.
 //! - Legacy `X-RateLimit-Limit/Remaining/Reset` are opt-in
 //!   ([`RateLimitLayer::legacy_headers`]).
+//! - gRPC calls (`content-type: application/grpc`) are rejected with a gRPC
+//!   status instead: HTTP 200, `grpc-status: 8` (`RESOURCE_EXHAUSTED`) and a
+//!   `grpc-message`, with the same rate-limit headers ([`RateLimitLayer::grpc`]).
 //!
 //! The algorithm is GCRA (`governor`): requests replenish one at a time, so no
 //! window boundary lets twice the quota through. Keys are held as 64-bit keyed
@@ -93,6 +96,7 @@
 mod backend;
 #[cfg(feature = "metrics")]
 mod export;
+mod grpc;
 mod headers;
 mod key;
 mod layer;

@@ -1,0 +1,779 @@
+//! Runs every example as its own process, as a user would: `PORT=0`, read the
+//! `listening on http://ADDR` line, send the requests its documentation shows over
+//! loopback, check the answers, then SIGTERM and expect exit status 0.
+//!
+//! The binaries are the examples `cargo test` builds next to this test, in
+//! `target/<profile>/examples/`.
+
+mod common;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{RawResponse, chunked_post, get, raw};
+
+/// How long an example may take to start, and a request or a log line to come.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn binary(name: &str) -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop(); // the test binary
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    path
+}
+
+/// A running example; killed when dropped, so a failing test leaves nothing behind.
+struct Example {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies everything `pipe` gives into `sink`, on a thread.
+fn collect(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    thread::spawn(move || {
+        let mut buf = [0; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+impl Example {
+    fn start(name: &'static str, env: &[(&str, &str)]) -> Example {
+        let mut child = Command::new(binary(name))
+            .env("PORT", "0")
+            .env("NO_COLOR", "1")
+            .env("LOG_FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        let mut example = Example {
+            name,
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            stdout,
+            stderr,
+        };
+        let line = example.wait_for("listening on http://");
+        let out = example.stdout();
+        let listening = out
+            .lines()
+            .filter(|l| l.starts_with("listening on "))
+            .count();
+        assert_eq!(listening, 1, "{name}: {out}");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: bad line {line:?}"));
+        example.addr = addr;
+        example
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(line) = self.stdout().lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!("{} exited ({status}): {}", self.name, self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {needle:?} in: {}",
+                self.name,
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The JSON log lines with `message` = `request completed`.
+    fn request_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "request completed")
+            .collect()
+    }
+
+    /// Waits until `count` request lines were logged.
+    fn wait_for_requests(&self, count: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let lines = self.request_lines();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {}",
+                self.name,
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status, which must be success.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let status = self.wait_exit();
+        thread::sleep(Duration::from_millis(50));
+        assert!(
+            status.success(),
+            "{} exited with {status}: {}",
+            self.name,
+            self.output()
+        );
+        self.output()
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after SIGTERM: {}",
+                self.name,
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         content-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+fn assert_problem(r: &RawResponse, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.header("content-type"), "application/problem+json");
+    let json = r.json();
+    assert_eq!(json["status"], status);
+    assert_eq!(json["code"], code, "{json}");
+    json
+}
+
+#[tokio::test]
+async fn request_id() {
+    let ex = Example::start("request_id", &[]);
+    let r = get(ex.addr, "/", "").await;
+    assert_eq!(r.status, 200);
+    let id = r.header("x-request-id").to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(&id[14..15], "7", "version 7: {id}");
+    assert_eq!(r.text(), format!("your request id is {id}\n"));
+
+    let r = get(ex.addr, "/", "x-request-id: order-42\r\n").await;
+    assert_eq!(r.header("x-request-id"), "order-42");
+    assert_eq!(r.text(), "your request id is order-42\n");
+
+    let r = get(ex.addr, "/", "x-request-id: bad id\"!\r\n").await;
+    assert_ne!(r.header("x-request-id"), "bad id\"!");
+    assert!(!r.text().contains("bad id"));
+
+    let r = get(ex.addr, "/missing", "x-correlation-id: lost-1\r\n").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-request-id"), "lost-1");
+    ex.stop();
+}
+
+#[tokio::test]
+async fn client_ip() {
+    let ex = Example::start("client_ip", &[]);
+    let r = get(ex.addr, "/", "").await;
+    assert_eq!(r.text(), "127.0.0.1 (direct peer)\n");
+    let r = get(ex.addr, "/", "x-forwarded-for: 203.0.113.9\r\n").await;
+    assert_eq!(r.text(), "127.0.0.1 (direct peer)\n", "untrusted peer");
+    ex.stop();
+
+    let ex = Example::start("client_ip", &[("TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let r = get(
+        ex.addr,
+        "/",
+        "x-forwarded-for: 198.51.100.1, 203.0.113.9\r\n",
+    )
+    .await;
+    assert_eq!(r.text(), "203.0.113.9 (via a trusted proxy)\n");
+    ex.stop();
+
+    // A bad variable stops start-up, naming it.
+    let out = Command::new(binary("client_ip"))
+        .env("PORT", "0")
+        .env("TRUSTED_PROXIES", "10.0.0.0/33")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TRUSTED_PROXIES"));
+}
+
+#[tokio::test]
+async fn request_log() {
+    let mut ex = Example::start("request_log", &[]);
+    let r = get(
+        ex.addr,
+        "/users/42?token=s3cret&page=2",
+        "x-request-id: log-1\r\nuser-agent: tests\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = get(ex.addr, "/slow?ms=300", "x-request-id: log-2\r\n").await;
+    assert_eq!(r.text(), "done\n");
+    let r = get(ex.addr, "/missing", "x-request-id: log-3\r\n").await;
+    assert_eq!(r.status, 404);
+
+    let lines = ex.wait_for_requests(3);
+    let by_id = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["request_id"] == id)
+            .unwrap_or_else(|| panic!("no line for {id}: {lines:?}"))
+            .clone()
+    };
+    let user = by_id("log-1");
+    assert_eq!(user["route"], "/users/{id}");
+    assert_eq!(user["path"], "/users/42?token=[REDACTED]&page=2");
+    assert_eq!(user["status"], 200);
+    assert_eq!(user["method"], "GET");
+    assert_eq!(user["client_ip"], "127.0.0.1");
+    assert_eq!(user["user_agent"], "tests");
+    assert_eq!(user["user_id"], 42);
+    assert_eq!(user["level"], "INFO");
+    assert!(user["duration_ms"].is_number());
+    let slow = by_id("log-2");
+    assert_eq!(slow["slow"], true);
+    assert_eq!(slow["level"], "WARN");
+    let missing = by_id("log-3");
+    assert_eq!(missing["status"], 404);
+    assert_eq!(missing["level"], "WARN");
+    // The handler's own event carries the request id at its root.
+    let event = ex.wait_for("looking the user up");
+    let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["request_id"], "log-1");
+    let out = ex.stop();
+    assert!(!out.contains("s3cret"), "{out}");
+}
+
+#[tokio::test]
+async fn metrics() {
+    let ex = Example::start("metrics", &[]);
+    for _ in 0..3 {
+        assert_eq!(get(ex.addr, "/users/7", "").await.status, 200);
+    }
+    let r = get(ex.addr, "/metrics", "").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text();
+    let count = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("http_route=\"/users/{id}\"")
+                && l.contains("http_response_status_code=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(count.ends_with(" 3"), "{count}");
+    assert!(
+        !text.contains("http_route=\"/metrics\""),
+        "probes are skipped"
+    );
+    assert!(text.ends_with("# EOF\n"));
+    ex.stop();
+
+    let ex = Example::start("metrics", &[("METRICS_TOKEN", "s3cret")]);
+    assert_eq!(get(ex.addr, "/metrics", "").await.status, 401);
+    let r = get(ex.addr, "/metrics", "authorization: Bearer wrong\r\n").await;
+    assert_eq!(r.status, 401);
+    let r = get(ex.addr, "/metrics", "authorization: Bearer s3cret\r\n").await;
+    assert_eq!(r.status, 200);
+    ex.stop();
+}
+
+#[tokio::test]
+async fn rate_limit() {
+    let ex = Example::start("rate_limit", &[]);
+    let first = get(ex.addr, "/", "").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("ratelimit-policy"), "\"default\";q=5;w=60");
+    assert!(
+        first.header("ratelimit").starts_with("\"default\";r=4;t="),
+        "{first:?}"
+    );
+    for _ in 0..4 {
+        assert_eq!(get(ex.addr, "/", "").await.status, 200);
+    }
+    let limited = get(ex.addr, "/", "").await;
+    let json = assert_problem(&limited, 429, "RATE_LIMITED");
+    let retry: u64 = limited.header("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(json["detail"].as_str().unwrap().contains("retry in"));
+    // Probes are never limited and carry no rate-limit headers.
+    let probe = get(ex.addr, "/health/live", "").await;
+    assert_eq!(probe.status, 200);
+    assert!(probe.first("ratelimit").is_none());
+    ex.stop();
+
+    // The stricter login policy: two a minute.
+    let ex = Example::start("rate_limit", &[]);
+    let login = || {
+        raw(
+            ex.addr,
+            b"POST /login HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        )
+    };
+    let r = login().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-policy"), "\"login\";q=2;w=60");
+    assert_eq!(login().await.status, 200);
+    assert_problem(&login().await, 429, "RATE_LIMITED");
+    ex.stop();
+}
+
+#[tokio::test]
+async fn body_limit() {
+    let ex = Example::start("body_limit", &[]);
+    let r = raw(
+        ex.addr,
+        &post("/echo", "application/json", b"{\"hello\":\"world\"}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "{\"hello\":\"world\"}");
+    // Exactly the limit passes; one byte more does not.
+    let r = raw(ex.addr, &post("/echo", "text/plain", &[b'x'; 1024])).await;
+    assert_eq!(r.status, 200);
+    let r = raw(ex.addr, &post("/echo", "text/plain", &[b'x'; 1025])).await;
+    let json = assert_problem(&r, 413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        json["detail"],
+        "request body of 1025 bytes exceeds the limit of 1024 bytes"
+    );
+    // Streamed without a length: counted as it arrives.
+    let r = raw(ex.addr, &chunked_post("/echo", 2000, 100, "")).await;
+    assert_problem(&r, 413, "PAYLOAD_TOO_LARGE");
+    // The upload route has 1 MiB.
+    let r = raw(ex.addr, &chunked_post("/upload", 200_000, 8192, "")).await;
+    assert_eq!(r.text(), "received 200000 bytes\n");
+    ex.stop();
+}
+
+#[tokio::test]
+async fn timeout() {
+    let ex = Example::start("timeout", &[]);
+    let r = get(ex.addr, "/slow?ms=50", "").await;
+    assert_eq!(r.text(), "slept 50 ms\n");
+    let r = get(ex.addr, "/slow?ms=20000", "").await;
+    assert_problem(&r, 504, "TIMEOUT");
+    let r = get(ex.addr, "/report?ms=1500", "").await;
+    assert_eq!(r.status, 200, "the report route has 5 s");
+    assert_eq!(r.text(), "slept 1500 ms\n");
+    ex.stop();
+}
+
+#[tokio::test]
+async fn security_headers() {
+    let ex = Example::start("security_headers", &[]);
+    let r = get(ex.addr, "/api", "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+    assert_eq!(r.header("x-frame-options"), "DENY");
+    assert_eq!(
+        r.header("content-security-policy"),
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(r.header("cache-control"), "no-store");
+    assert!(r.first("strict-transport-security").is_none(), "plain HTTP");
+    let r = get(ex.addr, "/page", "").await;
+    assert_eq!(r.header("cache-control"), "public, max-age=60");
+    assert!(r.first("server").is_none());
+    ex.stop();
+
+    let ex = Example::start("security_headers", &[("SECURITY_HEADERS", "web")]);
+    let r = get(ex.addr, "/page", "").await;
+    assert_eq!(r.header("x-frame-options"), "SAMEORIGIN");
+    assert_eq!(r.header("origin-agent-cluster"), "?1");
+    ex.stop();
+}
+
+#[tokio::test]
+async fn errors() {
+    let ex = Example::start("errors", &[]);
+    assert_eq!(get(ex.addr, "/users/1", "").await.text(), "user 1\n");
+    let json = assert_problem(
+        &get(ex.addr, "/users/abc", "").await,
+        400,
+        "VALIDATION_FAILED",
+    );
+    assert_eq!(json["errors"][0]["field"], "id");
+    let json = assert_problem(&get(ex.addr, "/users/9", "").await, 404, "NOT_FOUND");
+    assert_eq!(json["detail"], "no user 9");
+    assert_problem(&get(ex.addr, "/nowhere", "").await, 404, "NOT_FOUND");
+
+    let r = raw(
+        ex.addr,
+        &post("/users", "application/json", br#"{"email":"x","age":300}"#),
+    )
+    .await;
+    let json = assert_problem(&r, 422, "VALIDATION_FAILED");
+    assert_eq!(json["errors"][0]["pointer"], "/age", "{json}");
+    let r = raw(
+        ex.addr,
+        &post("/users", "application/json", br#"{"email":"x","age":30}"#),
+    )
+    .await;
+    let json = assert_problem(&r, 422, "VALIDATION_FAILED");
+    assert_eq!(json["errors"][0]["pointer"], "/email");
+    let r = raw(ex.addr, &post("/users", "application/json", b"{\"email\":")).await;
+    assert_problem(&r, 400, "BAD_REQUEST");
+    let r = raw(
+        ex.addr,
+        &post(
+            "/users",
+            "application/json",
+            br#"{"email":"a@b.c","age":30}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+
+    let r = get(ex.addr, "/panic", "").await;
+    assert_problem(&r, 500, "INTERNAL");
+    assert!(!r.text().contains("abc123") && !r.text().contains("invariant"));
+    ex.stop();
+
+    let ex = Example::start("errors", &[("ERROR_FORMAT", "wrapped")]);
+    let r = get(ex.addr, "/users/9", "").await;
+    assert_eq!(r.status, 404);
+    let json = r.json();
+    assert_eq!(json["success"], false);
+    assert_eq!(json["error"]["code"], "NOT_FOUND");
+    ex.stop();
+}
+
+#[tokio::test]
+async fn redact() {
+    let ex = Example::start("redact", &[]);
+    let login = post(
+        "/login",
+        "application/json\r\nauthorization: Bearer abc.def",
+        br#"{"user":"ada","password":"hunter2","tenant_pin":1234}"#,
+    );
+    let r = raw(ex.addr, &login).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(ex.addr, "/callback?code=0x5ecret&state=abc", "").await;
+    assert_eq!(r.status, 200);
+    let r = raw(
+        ex.addr,
+        &post(
+            "/scrub",
+            "text/plain",
+            b"connect postgres://app:s3cret@db/x failed",
+        ),
+    )
+    .await;
+    assert_eq!(r.text(), "connect postgres://app:[REDACTED]@db/x failed\n");
+
+    let lines = ex.wait_for_requests(3);
+    let login = lines.iter().find(|l| l["path"] == "/login").unwrap();
+    assert_eq!(
+        login["headers"]["authorization"], "Bearer [REDACTED]",
+        "{login}"
+    );
+    let body = login["request_body"].to_string();
+    assert!(
+        body.contains("ada") && body.contains("[REDACTED]"),
+        "{body}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["path"] == "/callback?code=[REDACTED]&state=abc")
+    );
+    let out = ex.stop();
+    for secret in ["hunter2", "1234", "abc.def", "0x5ecret"] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
+}
+
+#[tokio::test]
+async fn hyper_stack() {
+    let env = [
+        ("REQUEST_TIMEOUT_MS", "500"),
+        ("RATE_LIMIT_MAX_REQUESTS", "6"),
+        ("BODY_LIMIT_BYTES", "64"),
+    ];
+    let ex = Example::start("hyper_stack", &env);
+    let r = get(ex.addr, "/", "x-request-id: hyper-1\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello from hyper\n");
+    assert_eq!(r.header("x-request-id"), "hyper-1");
+    assert!(r.header("ratelimit").starts_with("\"default\";r=5;"));
+    let r = raw(ex.addr, &post("/echo", "application/json", b"{\"a\":1}")).await;
+    assert_eq!(r.text(), "{\"a\":1}");
+    let r = raw(
+        ex.addr,
+        &chunked_post("/echo", 100, 10, "x-request-id: big-1\r\n"),
+    )
+    .await;
+    let json = assert_problem(&r, 413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(json["request_id"], "big-1");
+    let r = get(ex.addr, "/slow?ms=20000", "").await;
+    assert_problem(&r, 504, "TIMEOUT");
+    let r = get(ex.addr, "/nowhere", "").await;
+    assert_problem(&r, 404, "NOT_FOUND");
+    // 5 of 6 spent; /metrics is skipped by the limiter.
+    assert_eq!(get(ex.addr, "/", "").await.status, 200);
+    let r = get(ex.addr, "/", "x-request-id: over-1\r\n").await;
+    let json = assert_problem(&r, 429, "RATE_LIMITED");
+    assert_eq!(json["request_id"], "over-1");
+    assert_eq!(r.header("x-request-id"), "over-1");
+    let r = get(ex.addr, "/metrics", "").await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http_server_rejections_total")
+                && l.contains("rejected_by=\"rate_limit\"")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
+    let lines = ex.wait_for_requests(7);
+    let over = lines.iter().find(|l| l["request_id"] == "over-1").unwrap();
+    assert_eq!(over["status"], 429);
+    assert_eq!(over["rejected_by"], "rate_limit");
+    ex.stop();
+}
+
+mod grpc {
+    use http::uri::PathAndQuery;
+    use tonic::{Code, Request, Response, Status};
+    use tonic_prost::ProstCodec;
+
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct HelloRequest {
+        #[prost(string, tag = "1")]
+        name: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct HelloReply {
+        #[prost(string, tag = "1")]
+        message: String,
+    }
+
+    async fn call(
+        grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+        name: &str,
+    ) -> Result<Response<HelloReply>, Status> {
+        grpc.ready().await.unwrap();
+        let mut request = Request::new(HelloRequest { name: name.into() });
+        request
+            .metadata_mut()
+            .insert("x-request-id", name.parse().unwrap());
+        let path = PathAndQuery::from_static("/demo.Greeter/SayHello");
+        tokio::time::timeout(PATIENCE, grpc.unary(request, path, ProstCodec::default()))
+            .await
+            .expect("an answer in time")
+    }
+
+    // Several threads: the client's connection task must run while the test
+    // waits for the server to exit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quota_spent_gives_resource_exhausted() {
+        let ex = Example::start("grpc", &[]);
+        let url = format!("http://{}", ex.addr);
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect_timeout(PATIENCE)
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        for i in 1..=3 {
+            let name = format!("call-{i}");
+            let reply = call(&mut grpc, &name).await.expect("within the quota");
+            assert_eq!(
+                reply.get_ref().message,
+                format!("hello {name} (request {name})")
+            );
+            assert_eq!(reply.metadata().get("x-request-id").unwrap(), &name[..]);
+            assert!(reply.metadata().get("ratelimit").is_some());
+        }
+        let status = call(&mut grpc, "call-4").await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(status.code() as i32, 8);
+        assert!(
+            status
+                .message()
+                .starts_with("rate limit exceeded, retry in")
+        );
+        let retry: u64 = status
+            .metadata()
+            .get("retry-after")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1);
+        assert_eq!(status.metadata().get("x-request-id").unwrap(), "call-4");
+
+        // The example's own client mode sees code 8 too (same IP, quota spent).
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(binary("grpc"))
+                .args(["--client", &url, "2"])
+                .output()
+                .unwrap()
+        });
+        let out = tokio::time::timeout(PATIENCE, out).await.unwrap().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            stdout.contains("call 1: ResourceExhausted (code 8)"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("call 2: ResourceExhausted (code 8)"),
+            "{stdout}"
+        );
+
+        drop(grpc);
+        let lines = ex.wait_for_requests(6);
+        let limited = lines.iter().find(|l| l["request_id"] == "call-4").unwrap();
+        assert_eq!(limited["rejected_by"], "rate_limit");
+        assert_eq!(limited["code"], "RATE_LIMITED");
+        let out = ex.stop();
+        // The metrics written on the way out counted the rejections.
+        assert!(out.contains("http_server_rejections_total"), "{out}");
+    }
+
+    /// Over the wire: the rejection is a trailers-only HTTP/2 response, HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status: 8`, no body and no trailers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rejection_is_trailers_only_on_the_wire() {
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Full};
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let ex = Example::start("grpc", &[]);
+        let stream = tokio::net::TcpStream::connect(ex.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            // An empty HelloRequest: uncompressed flag, length 0.
+            let request = http::Request::post(format!("http://{}/demo.Greeter/SayHello", ex.addr))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+                .unwrap();
+            let response = tokio::time::timeout(PATIENCE, sender.send_request(request))
+                .await
+                .unwrap()
+                .unwrap();
+            let (parts, body) = response.into_parts();
+            let collected = tokio::time::timeout(PATIENCE, body.collect())
+                .await
+                .unwrap()
+                .unwrap();
+            answers.push((parts, collected));
+        }
+        for (parts, collected) in &answers[..3] {
+            assert_eq!(parts.status, 200);
+            assert!(
+                parts.headers.get("grpc-status").is_none(),
+                "status comes in trailers"
+            );
+            assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        }
+        let (parts, collected) = answers.pop().unwrap();
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.headers["content-type"], "application/grpc");
+        assert_eq!(parts.headers["grpc-status"], "8");
+        assert!(
+            parts.headers["grpc-message"]
+                .to_str()
+                .unwrap()
+                .starts_with("rate limit exceeded, retry in")
+        );
+        assert!(parts.headers.contains_key("retry-after"));
+        assert!(parts.headers.contains_key("ratelimit"));
+        assert!(parts.headers.contains_key("x-request-id"));
+        assert!(collected.trailers().is_none(), "trailers-only");
+        assert!(collected.to_bytes().is_empty());
+        drop(sender);
+        driver.abort();
+        ex.stop();
+    }
+}
