@@ -209,7 +209,7 @@ impl std::fmt::Debug for LogGuard {
 pub struct DroppedLines(ErrorCounter);
 
 impl DroppedLines {
-    #[cfg(test)]
+    #[cfg(all(test, feature = "metrics"))]
     fn detached() -> Self {
         let (writer, _guard) = tracing_appender::non_blocking(std::io::sink());
         Self(writer.error_counter())
