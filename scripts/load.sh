@@ -8,6 +8,9 @@
 #   THREADS [2]  CONNECTIONS [64]  DURATION [10s]  WARMUP [2s]   wrk settings
 #   STACKS ["bare peer tower_ops"]  stacks to run; `bare` first gives the ratios
 #   PATH_UNDER_TEST [/users/42]     the route requested (it has a path parameter)
+#   ROUNDS [1]   runs of every stack, interleaved (bare, peer, tower_ops, bare, ...);
+#                the table shows each stack's median, so a burst of load from
+#                elsewhere on the machine skews one round, not the result
 #   PIN [auto]  auto: with taskset and 2+ CPUs, the server gets CPU 0 and wrk the
 #               others, so they do not steal each other's cycles; 0: no pinning
 #               (client and server then share every core; say so with numbers).
@@ -22,6 +25,7 @@ WARMUP="${WARMUP:-2s}"
 STACKS="${STACKS:-bare peer tower_ops}"
 PATH_UNDER_TEST="${PATH_UNDER_TEST:-/users/42}"
 PIN="${PIN:-auto}"
+ROUNDS="${ROUNDS:-1}"
 
 die() {
     echo "load.sh: $*" >&2
@@ -42,6 +46,7 @@ run_secs=$(seconds "$DURATION")
 warm_secs=$(seconds "$WARMUP")
 [[ "$run_secs" =~ ^[0-9]+$ && "$warm_secs" =~ ^[0-9]+$ ]] ||
     die "DURATION and WARMUP must be whole seconds or minutes (got $DURATION, $WARMUP)"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive whole number (got $ROUNDS)"
 
 server_cpu=()
 client_cpu=()
@@ -106,32 +111,45 @@ drive() {
         --timeout 5s "$1$PATH_UNDER_TEST"
 }
 
-declare -A rps
+median() { # the median of the numbers given as arguments
+    printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+
+declare -A runs rps
+for round in $(seq "$ROUNDS"); do
+    for stack in $STACKS; do
+        start_server "$stack"
+        echo "== $stack, round $round of $ROUNDS, at $url ($placement)" >&2
+        drive "$url" "$warm_secs" >/dev/null
+        report="$(drive "$url" "$run_secs")"
+        echo "$report" >&2
+        if grep -q 'Non-2xx or 3xx responses' <<<"$report"; then
+            die "$stack answered some requests with errors; the numbers would not compare"
+        fi
+        rate="$(awk '/^Requests\/sec:/ {print $2}' <<<"$report")"
+        [[ -n "$rate" ]] || die "no Requests/sec in wrk's report for $stack"
+        runs[$stack]="${runs[$stack]:-} $rate"
+        stop_server
+    done
+done
 for stack in $STACKS; do
-    start_server "$stack"
-    echo "== $stack at $url ($placement)" >&2
-    drive "$url" "$warm_secs" >/dev/null
-    report="$(drive "$url" "$run_secs")"
-    echo "$report" >&2
-    if grep -q 'Non-2xx or 3xx responses' <<<"$report"; then
-        die "$stack answered some requests with errors; the numbers would not compare"
-    fi
-    rate="$(awk '/^Requests\/sec:/ {print $2}' <<<"$report")"
-    [[ -n "$rate" ]] || die "no Requests/sec in wrk's report for $stack"
-    rps[$stack]="$rate"
-    stop_server
+    # shellcheck disable=SC2086 # one number per word
+    rps[$stack]="$(median ${runs[$stack]})"
 done
 
 echo
 echo "wrk: $THREADS threads, $CONNECTIONS connections, ${run_secs}s after ${warm_secs}s warm-up, GET $PATH_UNDER_TEST; $placement"
-printf '%-18s %12s %12s\n' stack req/s "x bare"
+echo "median of $ROUNDS round(s)"
+printf '%-18s %12s %8s   %s\n' stack req/s "x bare" "every round"
 for stack in $STACKS; do
     if [[ -n "${rps[bare]:-}" ]]; then
         ratio="$(awk -v a="${rps[$stack]}" -v b="${rps[bare]}" 'BEGIN {printf "%.3f", a / b}')"
     else
         ratio="-"
     fi
-    printf '%-18s %12s %12s\n' "$stack" "${rps[$stack]}" "$ratio"
+    printf '%-18s %12s %8s  %s\n' "$stack" "${rps[$stack]}" "$ratio" "${runs[$stack]}"
 done
 if [[ -n "${rps[bare]:-}" && -n "${rps[tower_ops]:-}" ]]; then
     awk -v a="${rps[tower_ops]}" -v b="${rps[bare]}" 'BEGIN {
