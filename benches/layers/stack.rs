@@ -3,7 +3,8 @@
 //!
 //! The stacks are defined in `stacks.rs`, shared with the load benchmark's server.
 //! Each request carries a peer address (1,000 clients in turn) and its response
-//! body is read to the end, as a server would. Overhead is a row minus `bare`
+//! body is read to the end, as a server would. The routers are finalized with
+//! `with_state(())` first, as `axum::serve` does. Overhead is a row minus `bare`
 //! (`around_tower_ops` minus `around_bare` for the stack as one service).
 
 use std::cell::Cell;
@@ -35,9 +36,12 @@ pub fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("stack");
     for kind in Kind::ALL {
         let _log = tracing::dispatcher::set_default(&kind.dispatch());
+        // `with_state` turns every handler into its route with the layers applied,
+        // once, as `into_make_service` does on a server. Without it, a bare
+        // `Router` applies every `Router::layer` layer again on each request.
         let app = {
             let _rt = rt.enter();
-            kind.router()
+            kind.router().with_state::<()>(())
         };
         let next = Cell::new(0u32);
         group.bench_function(kind.name(), |b| {
