@@ -15,6 +15,8 @@ mod otel;
 mod rate_limit;
 mod redact;
 mod request_id;
+mod stack;
+mod stacks;
 mod support;
 
 criterion::criterion_group!(
@@ -28,5 +30,6 @@ criterion::criterion_group!(
     rate_limit::bench,
     redact::bench,
     request_id::bench,
+    stack::bench,
 );
 criterion::criterion_main!(benches);

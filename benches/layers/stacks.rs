@@ -1,0 +1,196 @@
+//! The stacks compared end to end, defined once for the criterion group `stack`
+//! (`benches/layers/stack.rs`) and the load benchmark's server
+//! (`examples/load_server.rs`), which both include this file with `#[path]`.
+//!
+//! - `bare`: the router alone.
+//! - `peer`: what the peer crates give together, each added with `Router::layer`
+//!   (they do not compose in one `ServiceBuilder`): tower-http `SetRequestId` and
+//!   `PropagateRequestId` (`x-request-id`, UUIDv4), `TraceLayer` at INFO with one
+//!   tracing-subscriber JSON line per request, axum-prometheus, tower_governor
+//!   keyed by peer IP, tower-http `RequestBodyLimitLayer`.
+//! - `tower_ops`: `Stack::new().for_axum()` with `Router::layer` and the route
+//!   capture, every feature on: request id, client IP, one JSON line per request,
+//!   metrics, security headers, error envelopes, timeout, rate limit, body limit.
+//! - `around_bare` / `around_tower_ops`: the router, bare or wrapped in the same
+//!   stack as one service, behind an outer `Router::fallback_service`: the stack's
+//!   own work without axum boxing a layered route.
+//!
+//! Both limiters get the same quota, which never rejects (a million requests at
+//! once, refilled at one a nanosecond); both body limits are 1 MiB; both loggers
+//! write one JSON line per request to `io::sink`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use axum_prometheus::metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use axum_prometheus::{AXUM_HTTP_REQUESTS_DURATION_SECONDS, PrometheusMetricLayer};
+use http::HeaderName;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_layer::Layer;
+use tower_ops::body_limit::AxumBody;
+use tower_ops::log::JsonLayer;
+use tower_ops::paths::PathSet;
+use tower_ops::rate_limit::{Quota, RateLimitLayer};
+use tower_ops::route::CaptureRouteLayer;
+use tower_ops::stack::Stack;
+use tracing::{Dispatch, Level};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Both body limits.
+const BODY_LIMIT: usize = 1024 * 1024;
+/// Both limiters' burst: never reached.
+const BURST: u32 = 1_000_000;
+
+/// One of the compared stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Bare,
+    Peer,
+    TowerOps,
+    AroundBare,
+    AroundTowerOps,
+}
+
+impl Kind {
+    /// Every stack, in the order the bench reports them.
+    pub(crate) const ALL: [Kind; 5] = [
+        Kind::Bare,
+        Kind::Peer,
+        Kind::TowerOps,
+        Kind::AroundBare,
+        Kind::AroundTowerOps,
+    ];
+
+    /// The row name, also the load server's argument.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Bare => "bare",
+            Kind::Peer => "peer",
+            Kind::TowerOps => "tower_ops",
+            Kind::AroundBare => "around_bare",
+            Kind::AroundTowerOps => "around_tower_ops",
+        }
+    }
+
+    /// The application under this stack. Call it inside a tokio runtime: the
+    /// peer's metrics recorder spawns its upkeep task there.
+    pub(crate) fn router(self) -> Router {
+        match self {
+            Kind::Bare => routes(),
+            Kind::Peer => peer(),
+            Kind::TowerOps => routes()
+                .layer(CaptureRouteLayer::new())
+                .layer(tower_ops_stack()),
+            Kind::AroundBare => Router::new().fallback_service(routes()),
+            Kind::AroundTowerOps => Router::new().fallback_service(
+                tower_ops_stack().layer(routes().layer(CaptureRouteLayer::new())),
+            ),
+        }
+    }
+
+    /// The tracing subscriber the stack logs through: tracing-subscriber's JSON
+    /// formatter for the peer, ours for tower-ops, none for the bare router. Both
+    /// write to `io::sink` at INFO.
+    pub(crate) fn dispatch(self) -> Dispatch {
+        match self {
+            Kind::Bare | Kind::AroundBare => Dispatch::none(),
+            Kind::Peer => Dispatch::new(
+                tracing_subscriber::registry().with(LevelFilter::INFO).with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(std::io::sink),
+                ),
+            ),
+            Kind::TowerOps | Kind::AroundTowerOps => Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(LevelFilter::INFO)
+                    .with(JsonLayer::new(std::io::sink)),
+            ),
+        }
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown stack {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The application: a static route and one with a path parameter, both trivial.
+fn routes() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/users/{id}", get(|| async { "hello" }))
+}
+
+/// The peer crates, outermost last as `Router::layer` wants it: request id set
+/// and propagated, trace, metrics, rate limit, body limit.
+fn peer() -> Router {
+    let header = HeaderName::from_static("x-request-id");
+    let governor = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(BURST)
+        .finish()
+        .expect("a valid governor quota");
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    routes()
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(GovernorLayer::new(Arc::new(governor)))
+        .layer(peer_metrics())
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
+}
+
+/// axum-prometheus's layer recording into a process-global Prometheus recorder
+/// set up as `PrometheusMetricLayer::pair()` does (duration histogram buckets, an
+/// upkeep task every 5 s). `pair()` itself panics when a recorder is already
+/// installed, which the `metrics` bench group of the same binary does first.
+fn peer_metrics() -> PrometheusMetricLayer<'static> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(AXUM_HTTP_REQUESTS_DURATION_SECONDS.to_owned()),
+            axum_prometheus::utils::SECONDS_DURATION_BUCKETS,
+        )
+        .expect("non-empty buckets")
+        .build_recorder();
+    let handle = recorder.handle();
+    if axum_prometheus::metrics::set_global_recorder(recorder).is_ok() {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                handle.run_upkeep();
+            }
+        });
+    }
+    PrometheusMetricLayer::new()
+}
+
+/// The canonical stack with its defaults, except a limiter quota that never
+/// rejects (the peer's).
+fn tower_ops_stack() -> Stack<AxumBody> {
+    let quota = Quota::per(BURST, Duration::from_millis(1));
+    Stack::new()
+        .rate_limit(Some(
+            RateLimitLayer::with_quota(quota).skip_paths(PathSet::probes()),
+        ))
+        .for_axum()
+}

@@ -1,0 +1,85 @@
+//! The load benchmark's target: one of the compared stacks on a trivial axum
+//! application, served over loopback. `scripts/load.sh` starts it once per stack
+//! and drives it with `wrk`; see `benches/README.md`.
+//!
+//! ```text
+//! cargo run --release --example load_server -- tower_ops 3000
+//! curl -i localhost:3000/users/42
+//! ```
+//!
+//! The first argument is the stack: `bare`, `peer` (tower-http request id and
+//! trace, axum-prometheus, tower_governor, tower-http body limit), `tower_ops`
+//! (the canonical `Stack`), or `around_bare` / `around_tower_ops` (the router
+//! behind an outer `fallback_service`, bare or wrapped in the stack as one
+//! service). The second is the port (default `PORT`, else any free one). It
+//! prints `listening on http://ADDR` once it accepts connections, logs one JSON
+//! line per request to a sink, and stops on Ctrl-C or SIGTERM. The stacks are the
+//! criterion group `stack`'s, from `benches/layers/stacks.rs`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+#[path = "../benches/layers/stacks.rs"]
+mod stacks;
+
+use stacks::Kind;
+
+fn usage() -> String {
+    let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+    format!("usage: load_server <{}> [PORT]", names.join("|"))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let kind: Kind = args.next().ok_or_else(usage)?.parse()?;
+    let port = match args.next().or_else(|| std::env::var("PORT").ok()) {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port number\n{}", usage()))?,
+        None => 0,
+    };
+    tracing::dispatcher::set_global_default(kind.dispatch())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(kind, port))
+}
+
+async fn serve(kind: Kind, port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    let app = kind.router();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
+    stdout.flush()?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop())
+    .await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what the load script sends).
+async fn stop() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
