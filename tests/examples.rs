@@ -9,27 +9,15 @@ mod common;
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{RawResponse, chunked_post, get, raw};
+use common::{RawResponse, chunked_post, example_binary, get, post, raw};
 
 /// How long an example may take to start, and a request or a log line to come.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn binary(name: &str) -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // the test binary
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.push("examples");
-    path.push(name);
-    path
-}
 
 /// A running example; killed when dropped, so a failing test leaves nothing behind.
 struct Example {
@@ -64,7 +52,7 @@ fn collect(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
 
 impl Example {
     fn start(name: &'static str, env: &[(&str, &str)]) -> Example {
-        let mut child = Command::new(binary(name))
+        let mut child = Command::new(example_binary(name))
             .env("PORT", "0")
             .env("NO_COLOR", "1")
             .env("LOG_FORMAT", "json")
@@ -197,17 +185,6 @@ impl Example {
     }
 }
 
-fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
-         content-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body);
-    req
-}
-
 fn assert_problem(r: &RawResponse, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.header("content-type"), "application/problem+json");
@@ -261,7 +238,7 @@ async fn client_ip() {
     ex.stop();
 
     // A bad variable stops start-up, naming it.
-    let out = Command::new(binary("client_ip"))
+    let out = Command::new(example_binary("client_ip"))
         .env("PORT", "0")
         .env("TRUSTED_PROXIES", "10.0.0.0/33")
         .output()
@@ -688,7 +665,7 @@ mod grpc {
 
         // The example's own client mode sees code 8 too (same IP, quota spent).
         let out = tokio::task::spawn_blocking(move || {
-            Command::new(binary("grpc"))
+            Command::new(example_binary("grpc"))
                 .args(["--client", &url, "2"])
                 .output()
                 .unwrap()

@@ -5,9 +5,10 @@
 //! The binary under test is an example built next to this test by
 //! `cargo test`. To point these tests at another binary, change [`TARGET`].
 
+mod common;
+
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -192,14 +193,7 @@ impl Server {
 }
 
 fn command(target: &Target, port: u16, env: &[(&str, &str)]) -> Command {
-    let mut path: PathBuf = std::env::current_exe().unwrap();
-    path.pop(); // the test binary
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.push("examples");
-    path.push(target.binary);
-    let mut command = Command::new(&path);
+    let mut command = Command::new(common::example_binary(target.binary));
     command
         .env("PORT", port.to_string())
         .env("NO_COLOR", "1")

@@ -12,7 +12,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
-use crate::error::Problem;
+use crate::error::{Problem, media_type};
 
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
@@ -35,16 +35,16 @@ impl GrpcCode {
     }
 }
 
-/// Whether the request is a gRPC call over HTTP/2 (not gRPC-Web).
+/// Whether the request is a gRPC call over HTTP/2 (not gRPC-Web):
+/// `application/grpc` or `application/grpc+<codec>`, parameters ignored.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
-        return false;
-    };
-    let bytes = value.as_bytes();
-    const PREFIX: &[u8] = b"application/grpc";
-    bytes.len() >= PREFIX.len()
-        && bytes[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
-        && matches!(bytes.get(PREFIX.len()), None | Some(b'+' | b';'))
+    media_type(headers).is_some_and(|(ty, sub)| {
+        ty.eq_ignore_ascii_case("application")
+            && (sub.eq_ignore_ascii_case("grpc")
+                || sub
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("grpc+")))
+    })
 }
 
 /// A trailers-only gRPC response for `problem`, which goes in the extensions so
@@ -67,12 +67,15 @@ pub(crate) fn response<B>(code: GrpcCode, problem: Problem) -> Response<Response
 
 /// `grpc-message` is percent-encoded: bytes outside printable ASCII, and `%`.
 fn percent_encode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if (0x20..=0x7e).contains(&byte) && byte != b'%' {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
     }
     out

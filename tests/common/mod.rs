@@ -152,6 +152,31 @@ pub fn child_with_env(name: &str, vars: &[(&str, &str)]) -> bool {
     true
 }
 
+/// The built binary of example `name` (`cargo test` builds every example), in
+/// `target/<profile>/examples/`.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop(); // the test binary
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    path
+}
+
+/// An HTTP/1.1 POST of `body` with its `Content-Length` and `content_type`.
+pub fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         content-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
 /// A chunked HTTP/1.1 POST of `total` bytes of `x`, in chunks of `chunk` bytes.
 pub fn chunked_post(path: &str, total: usize, chunk: usize, extra_headers: &str) -> Vec<u8> {
     let mut req = format!(
