@@ -10,10 +10,42 @@ pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
 }
 
 /// Appends `t` in RFC 3339 UTC with `digits` (3 or 6) fractional digits.
+///
+/// The date and time of day change once a second; each thread keeps the last
+/// second it formatted, so a busy logger formats only the fraction.
 pub(crate) fn push_rfc3339(out: &mut String, t: SystemTime, digits: u8) {
-    use std::fmt::Write;
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let cached = LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return false;
+        };
+        if last.0 != secs {
+            last.1.clear();
+            push_seconds(&mut last.1, secs);
+            last.0 = secs;
+        }
+        out.push_str(&last.1);
+        true
+    });
+    if !cached {
+        push_seconds(out, secs);
+    }
+    if digits >= 6 {
+        crate::json::push_padded(out, d.subsec_micros(), 6);
+    } else {
+        crate::json::push_padded(out, d.subsec_millis(), 3);
+    }
+    out.push('Z');
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS.` for `secs` since the epoch.
+fn push_seconds(out: &mut String, secs: u64) {
+    use std::fmt::Write;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
@@ -24,11 +56,6 @@ pub(crate) fn push_rfc3339(out: &mut String, t: SystemTime, digits: u8) {
         (rem / 60) % 60,
         rem % 60
     );
-    let _ = if digits >= 6 {
-        write!(out, "{:06}Z", d.subsec_micros())
-    } else {
-        write!(out, "{:03}Z", d.subsec_millis())
-    };
 }
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day),
@@ -72,5 +99,27 @@ mod tests {
             rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn cached_second_gives_the_same_text() {
+        let at = |us: u64| UNIX_EPOCH + Duration::from_micros(us);
+        let mut out = String::new();
+        for us in [
+            1_795_255_200_000_001,
+            1_795_255_200_999_999,
+            1_795_255_201_000_000,
+            1_795_255_200_500_000,
+        ] {
+            out.clear();
+            push_rfc3339(&mut out, at(us), 6);
+            let mut fresh = String::new();
+            push_seconds(&mut fresh, us / 1_000_000);
+            fresh.push_str(&format!("{:06}Z", us % 1_000_000));
+            assert_eq!(out, fresh);
+        }
+        out.clear();
+        push_rfc3339(&mut out, at(1_795_255_200_999_999), 6);
+        assert_eq!(out, "2026-11-21T10:00:00.999999Z");
     }
 }

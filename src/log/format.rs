@@ -149,24 +149,59 @@ impl Visit for ValueVisitor<'_> {
     }
 }
 
+/// The keys already on the line. Lines have a couple of dozen keys, so a
+/// list does; a 64-bit summary of the names skips most comparisons.
+#[derive(Default)]
+struct Written {
+    names: Vec<&'static str>,
+    summary: u128,
+}
+
+impl Written {
+    fn bit(name: &str) -> u128 {
+        let b = name.as_bytes();
+        let first = b.first().copied().unwrap_or(0) as usize;
+        let last = b.last().copied().unwrap_or(0) as usize;
+        let middle = b.get(b.len() / 2).copied().unwrap_or(0) as usize;
+        1 << ((b.len() + first * 3 + last * 7 + middle * 13) & 127)
+    }
+
+    fn clear(&mut self) {
+        self.names.clear();
+        self.summary = 0;
+    }
+
+    /// Records `name`; false when it was there already.
+    fn insert(&mut self, name: &'static str) -> bool {
+        let bit = Self::bit(name);
+        if self.summary & bit != 0 && self.names.contains(&name) {
+            return false;
+        }
+        self.summary |= bit;
+        self.names.push(name);
+        true
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.summary & Self::bit(name) != 0 && self.names.iter().any(|n| *n == name)
+    }
+}
+
 /// Writes an event's fields straight into the line, skipping `message` (written
 /// first by [`MessageVisitor`]) and keys already written.
 struct LineVisitor<'a> {
     out: &'a mut String,
     scratch: &'a mut String,
-    written: &'a mut Vec<&'static str>,
+    written: &'a mut Written,
 }
 
 impl LineVisitor<'_> {
     fn key(&mut self, field: &Field) -> bool {
         let name = field.name();
-        if name == "message" || is_otel_control(name) || self.written.contains(&name) {
+        if name == "message" || is_otel_control(name) || !self.written.insert(name) {
             return false;
         }
-        self.written.push(name);
-        self.out.push(',');
-        push_str(self.out, name);
-        self.out.push(':');
+        push_key(self.out, name);
         true
     }
 
@@ -187,11 +222,15 @@ impl Visit for LineVisitor<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.raw(field, format_args!("{value}"));
+        if self.key(field) {
+            crate::json::push_i64(self.out, value);
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.raw(field, format_args!("{value}"));
+        if self.key(field) {
+            crate::json::push_u64(self.out, value);
+        }
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
@@ -203,17 +242,15 @@ impl Visit for LineVisitor<'_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if !value.is_finite() {
-            self.raw(field, format_args!("null"));
-        } else if value.fract() == 0.0 && value.abs() < 1e15 {
-            self.raw(field, format_args!("{value}.0"));
-        } else {
-            self.raw(field, format_args!("{value}"));
+        if self.key(field) {
+            crate::json::push_f64(self.out, value);
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.raw(field, format_args!("{value}"));
+        if self.key(field) {
+            self.out.push_str(if value { "true" } else { "false" });
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -256,8 +293,16 @@ impl Visit for MessageVisitor<'_> {
     }
 }
 
+/// A thread's buffers for formatting lines, reused from one event to the next.
+#[derive(Default)]
+struct Buffers {
+    line: String,
+    scratch: String,
+    written: Written,
+}
+
 thread_local! {
-    static BUF: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+    static BUF: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
 fn level_str(level: &Level) -> &'static str {
@@ -270,24 +315,30 @@ fn level_str(level: &Level) -> &'static str {
     }
 }
 
+/// Appends `,"name":`.
+#[inline]
+fn push_key(out: &mut String, name: &str) {
+    out.reserve(name.len() + 4);
+    out.push(',');
+    push_str(out, name);
+    out.push(':');
+}
+
 /// Appends `"key":value` unless `key` was written already.
-fn push_field(out: &mut String, written: &mut Vec<&'static str>, key: &'static str, value: &str) {
+fn push_field(out: &mut String, written: &mut Written, key: &'static str, value: &str) {
     if key == SPLICE_FIELD {
         // `{"a":1,"b":2}`: splice the members, skipping keys already written.
         splice(out, written, value);
         return;
     }
-    if written.contains(&key) {
+    if !written.insert(key) {
         return;
     }
-    written.push(key);
-    out.push(',');
-    push_str(out, key);
-    out.push(':');
+    push_key(out, key);
     out.push_str(value);
 }
 
-fn splice(out: &mut String, written: &[&'static str], object: &str) {
+fn splice(out: &mut String, written: &Written, object: &str) {
     // Handler fields are rare and small; parsing them keeps the line valid JSON
     // whatever the caller passed.
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(object)
@@ -295,7 +346,7 @@ fn splice(out: &mut String, written: &[&'static str], object: &str) {
         return;
     };
     for (k, v) in map {
-        if written.iter().any(|w| *w == k) {
+        if written.contains(&k) {
             continue;
         }
         out.push(',');
@@ -339,8 +390,13 @@ where
                 // (from a Debug impl, say) is dropped rather than deadlocking.
                 return;
             };
-            let (out, scratch) = &mut *guard;
+            let Buffers {
+                line: out,
+                scratch,
+                written,
+            } = &mut *guard;
             out.clear();
+            written.clear();
             let meta = event.metadata();
             out.push_str("{\"timestamp\":\"");
             crate::time::push_rfc3339(out, SystemTime::now(), 6);
@@ -358,19 +414,20 @@ where
             }
             out.push_str(",\"target\":");
             push_str(out, meta.target());
-            let mut written: Vec<&'static str> = Vec::with_capacity(24);
-            written.extend(["timestamp", "level", "message", "target"]);
+            for key in ["timestamp", "level", "message", "target"] {
+                written.insert(key);
+            }
             event.record(&mut LineVisitor {
                 out,
                 scratch,
-                written: &mut written,
+                written,
             });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope {
                     let ext = span.extensions();
                     if let Some(span_fields) = ext.get::<SpanFields>() {
                         for (k, v) in &span_fields.0 {
-                            push_field(out, &mut written, k, v);
+                            push_field(out, written, k, v);
                         }
                     }
                 }

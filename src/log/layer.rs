@@ -686,6 +686,62 @@ where
     }
 }
 
+/// An IP address as text on the stack: the line needs it as a `&str`, and
+/// IPv4, the usual case, is written without `core::fmt`.
+struct IpText {
+    buf: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: std::net::IpAddr) -> Self {
+        let mut text = Self {
+            buf: [0; 45],
+            len: 0,
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            // At most 39 characters: always fits.
+            std::net::IpAddr::V6(v6) => {
+                let _ = fmt::Write::write_fmt(&mut text, format_args!("{v6}"));
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
     Completed,
@@ -749,6 +805,7 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         Outcome::BodyFailed(e) => Some(config.redactor.redact_text(e).into_owned()),
         _ => None,
     };
+    let client_ip = p.client_ip.map(|c| IpText::new(c.ip()));
     let mut hex = [0; 32];
     let trace_id = match p.trace_id {
         Some(id) => Some(id.encode(&mut hex)),
@@ -782,7 +839,7 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
                 duration_ms = duration.as_micros() as f64 / 1000.0,
                 request_id = p.request_id.as_ref().map(RequestId::as_str),
                 client_request_id = p.client_request_id.as_ref().map(RequestId::as_str),
-                client_ip = p.client_ip.map(|c| tracing::field::display(c.ip())),
+                client_ip = client_ip.as_ref().map(IpText::as_str),
                 user_agent = user_agent.as_deref(),
                 request_bytes = p.request_bytes,
                 response_bytes = done.map(|d| d.response_bytes),
@@ -803,5 +860,42 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         Level::INFO => event!(Level::INFO),
         Level::DEBUG => event!(Level::DEBUG),
         _ => event!(Level::TRACE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::IpText;
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)),
+            IpAddr::V4(Ipv4Addr::new(255, 255, 255, 255)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 100, 9)),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::new(
+                0xffff, 1, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            )),
+            IpAddr::V6(Ipv4Addr::new(192, 168, 255, 255).to_ipv6_mapped()),
+        ] {
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_ip_text_matches_display(v4 in any::<u32>(), v6 in any::<u128>()) {
+            let v4 = IpAddr::V4(Ipv4Addr::from(v4));
+            let text = IpText::new(v4);
+            prop_assert_eq!(text.as_str(), v4.to_string());
+            let v6 = IpAddr::V6(Ipv6Addr::from(v6));
+            let text = IpText::new(v6);
+            prop_assert_eq!(text.as_str(), v6.to_string());
+        }
     }
 }
