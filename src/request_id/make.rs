@@ -53,8 +53,33 @@ impl MakeUuidV7 {
         let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid();
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let text = uuid.hyphenated().encode_lower(&mut buf);
-        RequestId::from_valid(http::HeaderValue::from_str(text).expect("uuid text is ASCII"))
+        let value = http::HeaderValue::from_maybe_shared(pooled(text.as_bytes()))
+            .expect("uuid text is ASCII");
+        RequestId::from_valid(value)
     }
+}
+
+/// Bytes of each thread's ids are carved from one shared buffer, so an id
+/// costs no allocation of its own and its clones (header, extensions, the
+/// task-local) only count references. A buffer is freed once every id cut
+/// from it is gone; a long-lived id keeps at most `POOL_CHUNK` bytes alive.
+const POOL_CHUNK: usize = 2048;
+
+fn pooled(text: &[u8]) -> bytes::Bytes {
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
+    }
+    POOL.with(|pool| {
+        let Ok(mut pool) = pool.try_borrow_mut() else {
+            return bytes::Bytes::copy_from_slice(text);
+        };
+        if pool.capacity() < text.len() {
+            *pool = bytes::BytesMut::with_capacity(POOL_CHUNK.max(text.len()));
+        }
+        pool.extend_from_slice(text);
+        pool.split().freeze()
+    })
 }
 
 impl<B> MakeRequestId<B> for MakeUuidV7 {
@@ -79,6 +104,18 @@ mod tests {
             assert_eq!(id.as_str().len(), 36);
         }
         assert!(a.as_str() < b.as_str(), "{a} then {b}");
+    }
+
+    #[test]
+    fn pooled_ids_stay_intact_across_chunks() {
+        let ids: Vec<RequestId> = (0..500).map(|_| MakeUuidV7::generate()).collect();
+        let unique: std::collections::HashSet<_> = ids.iter().map(RequestId::as_str).collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.as_str().len(), 36);
+            assert_eq!(id.header_value().as_bytes(), id.as_str().as_bytes());
+            uuid::Uuid::parse_str(id.as_str()).unwrap();
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl RequestId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // Only validated ASCII is ever stored.
-        self.0.to_str().unwrap_or_default()
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 
     /// The id as a header value.
