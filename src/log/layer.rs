@@ -330,9 +330,16 @@ struct Pending {
     probe: bool,
 }
 
+/// A request's log record, boxed once: the response future and then the
+/// response body carry a pointer instead of the record itself, which keeps
+/// every future above this layer smaller.
+struct Record {
+    pending: Pending,
+    done: Option<Done>,
+}
+
 /// What is known once the response head is out.
 struct Done {
-    pending: Pending,
     status: StatusCode,
     route: Option<MatchedRoute>,
     problem: Option<Problem>,
@@ -408,7 +415,10 @@ where
         let inner = span.in_scope(|| trace_context::scope(trace_id, || self.inner.call(req)));
         ResponseFuture {
             inner,
-            pending: Some(pending),
+            record: Some(Box::new(Record {
+                pending,
+                done: None,
+            })),
             watchdog,
         }
     }
@@ -499,17 +509,17 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        pending: Option<Pending>,
+        record: Option<Box<Record>>,
         watchdog: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(pending) = this.pending.take() {
+            if let Some(record) = this.record.take() {
                 // Dropped before a response: the client went away (or an outer
                 // timeout fired).
-                emit(&pending, None, Outcome::Aborted);
+                emit(&record.pending, None, Outcome::Aborted);
             }
         }
     }
@@ -525,7 +535,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(pending) = this.pending.as_ref() else {
+        let Some(pending) = this.record.as_ref().map(|r| &r.pending) else {
             return Poll::Pending;
         };
         let result = {
@@ -552,11 +562,15 @@ where
                 return Poll::Pending;
             }
         };
-        let pending = this.pending.take().expect("checked above");
+        let mut record = this.record.take().expect("checked above");
         match result {
             Ok(response) => {
                 let (parts, body) = response.into_parts();
-                let done = Done {
+                let pending = &mut record.pending;
+                if pending.request_id.is_none() {
+                    pending.request_id = parts.extensions.get::<RequestId>().cloned();
+                }
+                record.done = Some(Done {
                     status: parts.status,
                     route: parts
                         .extensions
@@ -570,30 +584,23 @@ where
                         .capture
                         .filter(|_| is_json(&parts.headers))
                         .map(|_| Vec::new()),
-                    pending: Pending {
-                        request_id: pending
-                            .request_id
-                            .clone()
-                            .or_else(|| parts.extensions.get::<RequestId>().cloned()),
-                        ..pending
-                    },
-                };
+                });
                 let body = if body.is_end_stream() {
-                    emit(&done.pending, Some(&done), Outcome::Completed);
+                    emit(&record.pending, record.done.as_ref(), Outcome::Completed);
                     LogBody {
                         inner: body,
-                        done: None,
+                        record: None,
                     }
                 } else {
                     LogBody {
                         inner: body,
-                        done: Some(Box::new(done)),
+                        record: Some(record),
                     }
                 };
                 Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
             Err(error) => {
-                emit(&pending, None, Outcome::Failed(&error));
+                emit(&record.pending, None, Outcome::Failed(&error));
                 Poll::Ready(Err(error))
             }
         }
@@ -606,14 +613,14 @@ pin_project! {
     pub struct LogBody<B> {
         #[pin]
         inner: B,
-        done: Option<Box<Done>>,
+        record: Option<Box<Record>>,
     }
 
     impl<B> PinnedDrop for LogBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(done) = this.done.take() {
-                emit(&done.pending, Some(&done), Outcome::Aborted);
+            if let Some(record) = this.record.take() {
+                emit(&record.pending, record.done.as_ref(), Outcome::Aborted);
             }
         }
     }
@@ -643,9 +650,11 @@ where
         let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
-                if let (Some(done), Some(data)) = (this.done.as_mut(), f.data_ref()) {
+                if let (Some(record), Some(data)) = (this.record.as_mut(), f.data_ref())
+                    && let Some(done) = record.done.as_mut()
+                {
                     done.response_bytes += data.len() as u64;
-                    let limit = done.pending.config.capture.unwrap_or(0);
+                    let limit = record.pending.config.capture.unwrap_or(0);
                     if let Some(copy) = done.response_body.as_mut()
                         && copy.len() + data.len() <= limit
                     {
@@ -655,20 +664,24 @@ where
                 // Servers stop polling once `is_end_stream` says so, without
                 // waiting for a final `None`: the body is complete here.
                 if this.inner.is_end_stream()
-                    && let Some(done) = this.done.take()
+                    && let Some(record) = this.record.take()
                 {
-                    emit(&done.pending, Some(&done), Outcome::Completed);
+                    emit(&record.pending, record.done.as_ref(), Outcome::Completed);
                 }
             }
             Some(Err(error)) => {
-                if let Some(done) = this.done.take() {
+                if let Some(record) = this.record.take() {
                     let message = error.to_string();
-                    emit(&done.pending, Some(&done), Outcome::BodyFailed(&message));
+                    emit(
+                        &record.pending,
+                        record.done.as_ref(),
+                        Outcome::BodyFailed(&message),
+                    );
                 }
             }
             None => {
-                if let Some(done) = this.done.take() {
-                    emit(&done.pending, Some(&done), Outcome::Completed);
+                if let Some(record) = this.record.take() {
+                    emit(&record.pending, record.done.as_ref(), Outcome::Completed);
                 }
             }
         }
