@@ -406,13 +406,15 @@ where
             headers,
             fields,
             request_body,
-            span: span.clone(),
+            span,
             trace_id,
         };
         let watchdog = config
             .watchdog
             .map(|after| Box::pin(tokio::time::sleep(after)));
-        let inner = span.in_scope(|| trace_context::scope(trace_id, || self.inner.call(req)));
+        let inner = pending
+            .span
+            .in_scope(|| trace_context::scope(trace_id, || self.inner.call(req)));
         ResponseFuture {
             inner,
             record: Some(Box::new(Record {
