@@ -30,47 +30,60 @@ fn byte_needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
 }
 
-/// The index of the first byte of `bytes` that needs escaping, if any.
+/// Whether any byte of `bytes` needs escaping, a word at a time: whole words,
+/// then the last eight bytes again (overlapping), or two overlapping halves
+/// for strings of four to seven bytes.
 #[inline]
-fn first_escape(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 8 <= bytes.len() {
-        let mut word = [0; 8];
-        word.copy_from_slice(&bytes[i..i + 8]);
-        if word_needs_escape(u64::from_le_bytes(word)) {
-            break;
+fn needs_escape(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    let word = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 <= n {
+            if word_needs_escape(word(at)) {
+                return true;
+            }
+            at += 8;
         }
-        i += 8;
+        return at < n && word_needs_escape(word(n - 8));
     }
-    bytes[i..]
-        .iter()
-        .position(|&b| byte_needs_escape(b))
-        .map(|p| i + p)
+    if n >= 4 {
+        let half = |at: usize| {
+            let mut w = [0; 4];
+            w.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        return word_needs_escape(half(0) | half(n - 4) << 32);
+    }
+    bytes.iter().any(|&b| byte_needs_escape(b))
 }
 
 /// Appends `s` as a JSON string literal (quotes included).
 #[inline]
 pub(crate) fn push_str(out: &mut String, s: &str) {
-    match first_escape(s.as_bytes()) {
-        None => {
-            out.reserve(s.len() + 2);
-            out.push('"');
-            out.push_str(s);
-            out.push('"');
-        }
-        Some(first) => push_escaped(out, s, first),
+    if needs_escape(s.as_bytes()) {
+        push_escaped(out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     }
 }
 
-/// `push_str` for a string with something to escape at `first`.
+/// `push_str` for a string with something to escape.
 #[cold]
 #[inline(never)]
-fn push_escaped(out: &mut String, s: &str, first: usize) {
+fn push_escaped(out: &mut String, s: &str) {
     out.reserve(s.len() + 8);
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate().skip(first) {
+    for (i, &b) in bytes.iter().enumerate() {
         let escape: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -225,6 +238,21 @@ mod tests {
                     byte_needs_escape(b),
                     "byte {b:#x} at {pos}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn every_length_and_position_is_seen() {
+        for len in 0..=24 {
+            let clean = vec![b'k'; len];
+            assert!(!needs_escape(&clean), "clean, length {len}");
+            for pos in 0..len {
+                for bad in [b'"', b'\\', 0, 0x1f, 0x7f, b'\n'] {
+                    let mut s = clean.clone();
+                    s[pos] = bad;
+                    assert!(needs_escape(&s), "byte {bad:#x} at {pos} of {len}");
+                }
             }
         }
     }

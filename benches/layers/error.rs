@@ -60,6 +60,12 @@ pub(crate) fn bench(c: &mut Criterion) {
     run(
         &mut group,
         &rt,
+        "ours_for_axum",
+        &ErrorLayer::new().for_axum().layer(served(app())),
+    );
+    run(
+        &mut group,
+        &rt,
         "peer_catch_panic",
         &CatchPanicLayer::new().layer(served(app())),
     );
