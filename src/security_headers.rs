@@ -464,6 +464,7 @@ impl<S> Layer<S> for SecurityHeadersLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SecurityHeaders {
             inner,
+            template: Arc::new(template(self.set.as_slice())),
             layer: self.clone(),
         }
     }
@@ -474,6 +475,9 @@ impl<S> Layer<S> for SecurityHeadersLayer {
 pub struct SecurityHeaders<S> {
     inner: S,
     layer: SecurityHeadersLayer,
+    /// The headers as a map, built once, that a response with fewer headers of
+    /// its own starts from (see [`apply`]).
+    template: Arc<HeaderMap>,
 }
 
 impl<S> SecurityHeaders<S> {
@@ -539,6 +543,7 @@ where
         ResponseFuture {
             inner: self.inner.call(req),
             set: self.layer.set.clone(),
+            template: self.template.clone(),
             hsts,
             strip: self.layer.strip,
         }
@@ -551,6 +556,7 @@ pin_project! {
         #[pin]
         inner: F,
         set: Set,
+        template: Arc<HeaderMap>,
         hsts: Option<HeaderValue>,
         strip: bool,
     }
@@ -568,6 +574,7 @@ where
         apply(
             response.headers_mut(),
             this.set.as_slice(),
+            this.template,
             this.hsts.take(),
             *this.strip,
         );
@@ -575,23 +582,75 @@ where
     }
 }
 
-#[inline]
-fn apply(headers: &mut HeaderMap, set: &[Pair], hsts: Option<HeaderValue>, strip: bool) {
-    if strip {
-        headers.remove(header::SERVER);
-        headers.remove(X_POWERED_BY);
-    }
-    // One growth of the map at most, instead of one per header.
-    headers.reserve(set.len() + usize::from(hsts.is_some()));
+/// `set` as a map with room for as many headers again, so that a response's
+/// own headers go in without the map growing.
+fn template(set: &[Pair]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(set.len() * 2 + 1);
     for (name, value) in set {
-        if let Entry::Vacant(slot) = headers.entry(name) {
-            slot.insert(value.clone());
-        }
+        map.append(name.clone(), value.clone());
+    }
+    map
+}
+
+#[inline]
+fn apply(
+    headers: &mut HeaderMap,
+    set: &[Pair],
+    template: &HeaderMap,
+    hsts: Option<HeaderValue>,
+    strip: bool,
+) {
+    if headers.len() < template.len() {
+        // Fewer headers of its own than we add (the usual API response): start
+        // from a copy of ours, which costs no hashing, and put the response's
+        // headers over it, so that a header the handler set wins.
+        let own = std::mem::replace(headers, template.clone());
+        merge(headers, own, strip);
+    } else {
+        add_missing(headers, set, strip);
     }
     if let Some(value) = hsts
         && let Entry::Vacant(slot) = headers.entry(header::STRICT_TRANSPORT_SECURITY)
     {
         slot.insert(value);
+    }
+}
+
+/// Puts `own` (the response's headers, every value in order) over `headers`.
+fn merge(headers: &mut HeaderMap, own: HeaderMap, strip: bool) {
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in own {
+        match name {
+            Some(name) => {
+                if strip && (name == header::SERVER || name == X_POWERED_BY) {
+                    current = None;
+                    continue;
+                }
+                headers.insert(&name, value);
+                current = Some(name);
+            }
+            // Another value of the same header.
+            None => {
+                if let Some(name) = &current {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// Adds each header of `set` the response does not have.
+fn add_missing(headers: &mut HeaderMap, set: &[Pair], strip: bool) {
+    if strip {
+        headers.remove(header::SERVER);
+        headers.remove(X_POWERED_BY);
+    }
+    // One growth of the map at most, instead of one per header.
+    headers.reserve(set.len() + 1);
+    for (name, value) in set {
+        if let Entry::Vacant(slot) = headers.entry(name) {
+            slot.insert(value.clone());
+        }
     }
 }
 
@@ -701,6 +760,55 @@ mod tests {
         assert_eq!(h.get_all("content-security-policy").iter().count(), 1);
         assert_eq!(h["content-security-policy"], "img-src 'self'");
         assert_eq!(h["strict-transport-security"], "max-age=5");
+    }
+
+    /// Both ways of adding headers (starting from ours when the response has
+    /// fewer, adding ours when it has more) give the same result: every value
+    /// of the handler's headers kept in order, ours only where it set none,
+    /// `Server` and `X-Powered-By` gone in every copy.
+    #[tokio::test]
+    async fn few_or_many_handler_headers_give_the_same_rules() {
+        let few: &[(&str, &str)] = &[
+            ("set-cookie", "a=1"),
+            ("server", "hyper"),
+            ("set-cookie", "b=2"),
+            ("server", "again"),
+            ("x-frame-options", "SAMEORIGIN"),
+            ("vary", "accept"),
+            ("vary", "origin"),
+        ];
+        let mut many = few.to_vec();
+        for extra in ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "x-g", "x-h"] {
+            many.push((extra, "1"));
+        }
+        // 3 and 6 headers take the first way, 7 and 15 the second.
+        for inner in [&few[..3], &few[..6], few, &many[..]] {
+            let h = run(SecurityHeadersLayer::api(), get("/"), inner).await;
+            let all = |name: &str| -> Vec<&str> {
+                h.get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap())
+                    .collect()
+            };
+            assert!(h.get("server").is_none(), "{inner:?}");
+            for (name, _) in inner.iter().filter(|(n, _)| *n != "server") {
+                let sent: Vec<&str> = inner
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .collect();
+                assert_eq!(all(name), sent, "{name} of {inner:?}");
+            }
+            if !inner.iter().any(|(n, _)| *n == "x-frame-options") {
+                assert_eq!(all("x-frame-options"), ["DENY"]);
+            }
+            assert_eq!(h["x-content-type-options"], "nosniff");
+            assert_eq!(h["cross-origin-resource-policy"], "same-origin");
+            let ours = 7;
+            let theirs = inner.iter().filter(|(n, _)| *n != "server").count();
+            let overlap = usize::from(inner.iter().any(|(n, _)| *n == "x-frame-options"));
+            assert_eq!(h.len(), ours + theirs - overlap, "{h:?}");
+        }
     }
 
     #[tokio::test]
