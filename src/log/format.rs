@@ -158,6 +158,7 @@ struct Written {
 }
 
 impl Written {
+    #[inline]
     fn bit(name: &str) -> u128 {
         let b = name.as_bytes();
         let first = b.first().copied().unwrap_or(0) as usize;
@@ -173,7 +174,12 @@ impl Written {
 
     /// Records `name`; false when it was there already.
     fn insert(&mut self, name: &'static str) -> bool {
-        let bit = Self::bit(name);
+        self.insert_with_bit(name, Self::bit(name))
+    }
+
+    /// `insert` with the name's bit computed beforehand.
+    #[inline]
+    fn insert_with_bit(&mut self, name: &'static str, bit: u128) -> bool {
         if self.summary & bit != 0 && self.names.contains(&name) {
             return false;
         }
@@ -187,22 +193,115 @@ impl Written {
     }
 }
 
+/// One field of a callsite, prepared once: `,"name":` ready to copy (`None`
+/// for `message` and the OpenTelemetry instructions, never written), and the
+/// name's bit in [`Written`].
+struct Key {
+    name: &'static str,
+    rendered: Option<Box<str>>,
+    bit: u128,
+}
+
+/// The prepared keys of a callsite's fields, by field index.
+struct CallsiteKeys {
+    /// The callsite's metadata, by address: metadata is `'static`, one per
+    /// callsite.
+    meta: usize,
+    keys: Box<[Key]>,
+}
+
+impl CallsiteKeys {
+    fn new(meta: &'static tracing::Metadata<'static>) -> Self {
+        let keys = meta
+            .fields()
+            .iter()
+            .map(|field| {
+                let name = field.name();
+                let rendered = (name != "message" && !is_otel_control(name)).then(|| {
+                    let mut key = String::with_capacity(name.len() + 4);
+                    push_key(&mut key, name);
+                    key.into_boxed_str()
+                });
+                Key {
+                    name,
+                    rendered,
+                    bit: Written::bit(name),
+                }
+            })
+            .collect();
+        Self {
+            meta: meta as *const _ as usize,
+            keys,
+        }
+    }
+}
+
+/// The callsites a thread prepared keys for; emptied when full, since a
+/// program logs from a bounded, usually small, set of places.
+#[derive(Default)]
+struct KeyCache(Vec<CallsiteKeys>);
+
+impl KeyCache {
+    const MAX: usize = 64;
+
+    fn get(&mut self, meta: &'static tracing::Metadata<'static>) -> &[Key] {
+        let address = meta as *const _ as usize;
+        let at = match self.0.iter().position(|c| c.meta == address) {
+            Some(at) => at,
+            None => {
+                if self.0.len() >= Self::MAX {
+                    self.0.clear();
+                }
+                self.0.push(CallsiteKeys::new(meta));
+                self.0.len() - 1
+            }
+        };
+        &self.0[at].keys
+    }
+}
+
 /// Writes an event's fields straight into the line, skipping `message` (written
 /// first by [`MessageVisitor`]) and keys already written.
 struct LineVisitor<'a> {
     out: &'a mut String,
     scratch: &'a mut String,
     written: &'a mut Written,
+    /// The event's callsite's keys, by field index.
+    keys: &'a [Key],
 }
 
 impl LineVisitor<'_> {
     fn key(&mut self, field: &Field) -> bool {
-        let name = field.name();
-        if name == "message" || is_otel_control(name) || !self.written.insert(name) {
-            return false;
+        // The same `&'static str` as the one prepared: the event's own callsite.
+        let prepared = self
+            .keys
+            .get(field.index())
+            .filter(|k| std::ptr::eq(k.name, field.name()));
+        match prepared {
+            Some(Key {
+                name,
+                rendered: Some(rendered),
+                bit,
+            }) => {
+                if !self.written.insert_with_bit(name, *bit) {
+                    return false;
+                }
+                self.out.push_str(rendered);
+                true
+            }
+            // `message` and the OpenTelemetry instructions.
+            Some(_) => false,
+            // A field of another callsite than the event's: not expected, but
+            // written correctly all the same.
+            None => {
+                let name = field.name();
+                if name == "message" || is_otel_control(name) || !self.written.insert(name) {
+                    return false;
+                }
+                push_key(self.out, name);
+                true
+            }
         }
-        push_key(self.out, name);
-        true
     }
 
     fn raw(&mut self, field: &Field, value: fmt::Arguments<'_>) {
@@ -299,6 +398,7 @@ struct Buffers {
     line: String,
     scratch: String,
     written: Written,
+    keys: KeyCache,
 }
 
 thread_local! {
@@ -394,6 +494,7 @@ where
                 line: out,
                 scratch,
                 written,
+                keys,
             } = &mut *guard;
             out.clear();
             written.clear();
@@ -421,6 +522,7 @@ where
                 out,
                 scratch,
                 written,
+                keys: keys.get(meta),
             });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope {
@@ -561,6 +663,51 @@ mod tests {
         assert_eq!(got[0]["request_id"], "r", "{:?}", got[0]);
         assert_eq!(got[0]["user_agent"], "evil\r\n{\"level\":\"ERROR\"}\u{0}");
         assert!(got[0]["f"].is_null());
+    }
+
+    /// The keys prepared per callsite give the same lines as writing each key:
+    /// across more callsites than a thread keeps, with repeated and reserved
+    /// names, and with fields left empty.
+    #[test]
+    fn prepared_keys_keep_every_rule() {
+        macro_rules! site {
+            ($i:expr) => {
+                tracing::info!(n = $i, dup = 1, dup = 2, level = "spoof", "site")
+            };
+        }
+        let got = lines(|| {
+            let span = tracing::info_span!("s", request_id = "r", n = 99);
+            let _e = span.enter();
+            for round in 0..3 {
+                seq_macro(round);
+            }
+            let maybe: Option<u8> = None;
+            tracing::info!(absent = maybe, present = 1, "x");
+            site!(7);
+        });
+        fn seq_macro(round: u32) {
+            // 70 distinct callsites, more than the cache keeps.
+            macro_rules! many {
+                ($($i:literal)*) => { $( tracing::info!(site = $i, round, "m"); )* };
+            }
+            many!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27
+                28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52
+                53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69);
+        }
+        assert_eq!(got.len(), 3 * 70 + 2);
+        for (i, line) in got[..210].iter().enumerate() {
+            assert_eq!(line["site"], (i % 70) as u64, "{line}");
+            assert_eq!(line["round"], (i / 70) as u64, "{line}");
+            assert_eq!(line["request_id"], "r");
+            assert_eq!(line["n"], 99);
+        }
+        assert!(got[210].get("absent").is_none());
+        assert_eq!(got[210]["present"], 1);
+        let last = &got[211];
+        assert_eq!(last["n"], 7, "the event's field wins over the span's");
+        assert_eq!(last["dup"], 1, "the first of repeated names");
+        assert_eq!(last["level"], "INFO", "reserved names stay the formatter's");
+        assert_eq!(last["message"], "site");
     }
 
     #[test]
