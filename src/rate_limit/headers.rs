@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::local::Outcome;
 use super::policy::Policy;
+use super::quota::ceil_secs;
 
 pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -36,6 +37,9 @@ pub(crate) struct PolicyHeaders {
     prefix: Box<str>,
     limit: HeaderValue,
     count: u32,
+    /// The `RateLimit` value of the most common answer, built once: a key's
+    /// first request in a while (a whole bucket less one), as `(r, t, value)`.
+    fresh: Option<(u32, u64, HeaderValue)>,
 }
 
 impl PolicyHeaders {
@@ -47,14 +51,21 @@ impl PolicyHeaders {
             quota.count(),
             quota.window_secs()
         );
-        Self {
-            // Policy names are restricted to visible ASCII, so this never fails.
-            policy: HeaderValue::from_str(&value)
-                .unwrap_or(HeaderValue::from_static("\"default\"")),
+        // Policy names are restricted to visible ASCII, so this never fails.
+        let policy_value =
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("\"default\""));
+        let mut headers = Self {
+            policy: policy_value,
             prefix: format!("\"{}\";r=", policy.name).into(),
             limit: HeaderValue::from(quota.count()),
             count: quota.count(),
-        }
+            fresh: None,
+        };
+        // What `LocalLimiter::check` reports for one request on a whole bucket.
+        let r = quota.burst_size().saturating_sub(1).min(quota.count());
+        let t = ceil_secs(quota.replenish_interval());
+        headers.fresh = headers.build_ratelimit(r, t).map(|v| (r, t, v));
+        headers
     }
 
     /// Writes the headers for `outcome` into `headers`.
@@ -79,10 +90,23 @@ impl PolicyHeaders {
         }
     }
 
+    /// `"name";r=<remaining>;t=<reset>`: the prebuilt value when it is the common
+    /// one, else [`Self::build_ratelimit`].
+    #[inline]
+    fn ratelimit(&self, remaining: u32, reset: u64) -> Option<HeaderValue> {
+        if let Some((r, t, value)) = &self.fresh
+            && remaining == *r
+            && reset == *t
+        {
+            return Some(value.clone());
+        }
+        self.build_ratelimit(remaining, reset)
+    }
+
     /// `"name";r=<remaining>;t=<reset>`, written on the stack and copied once into
     /// the value (one exact allocation; no growing string).
     #[inline]
-    fn ratelimit(&self, remaining: u32, reset: u64) -> Option<HeaderValue> {
+    fn build_ratelimit(&self, remaining: u32, reset: u64) -> Option<HeaderValue> {
         let prefix = self.prefix.as_bytes();
         let mut buf = [0u8; STACK_VALUE];
         // The prefix, two numbers of at most 20 digits and ";t=".
@@ -185,6 +209,34 @@ mod tests {
             &mut h,
         );
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn the_prebuilt_value_is_the_built_one() {
+        for quota in [
+            Quota::per_minute(100),
+            Quota::per(2, std::time::Duration::from_millis(500)),
+            Quota::per_hour(1),
+            Quota::per_minute(100).burst(10),
+            Quota::per_hour(u32::MAX),
+        ] {
+            let p = PolicyHeaders::new(&Policy::new("default", quota));
+            let (r, t, value) = p.fresh.as_ref().unwrap();
+            assert_eq!(Some(value), p.build_ratelimit(*r, *t).as_ref(), "{quota:?}");
+            assert_eq!(p.ratelimit(*r, *t).as_ref(), Some(value));
+            let expected = format!("\"default\";r={r};t={t}");
+            assert_eq!(value.as_bytes(), expected.as_bytes());
+        }
+        // What a first request on a fresh key is told, through the limiter.
+        let quota = Quota::per(100, std::time::Duration::from_secs(60));
+        let limiter = super::super::local::LocalLimiter::new(
+            quota,
+            crate::rate_limit::RateLimitClock::manual(),
+        );
+        let o = limiter.check(7, 1, true);
+        let p = PolicyHeaders::new(&Policy::new("default", quota));
+        let (r, t, _) = p.fresh.unwrap();
+        assert_eq!((o.remaining, o.reset_secs), (r, t));
     }
 
     #[test]

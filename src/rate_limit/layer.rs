@@ -78,7 +78,8 @@ struct Shared {
     headers: Vec<PolicyHeaders>,
     local: Arc<LocalState>,
     hasher: KeyHasher,
-    skip_paths: PathSet,
+    /// `None` when empty, so that most requests never compute their path here.
+    skip_paths: Option<PathSet>,
     skip: Option<SkipFn>,
     mode: HeaderMode,
     renderer: Renderer,
@@ -466,7 +467,7 @@ impl Shared {
             policies: config.policies.clone(),
             local: Arc::new(local),
             hasher: KeyHasher::new(),
-            skip_paths: config.skip_paths.clone(),
+            skip_paths: (!config.skip_paths.is_empty()).then(|| config.skip_paths.clone()),
             skip: config.skip.clone(),
             mode: config.headers,
             renderer: config.renderer.clone(),
@@ -793,12 +794,16 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         shared.start_cleanup();
         let head = RequestHead::of(&request);
         // One call site for the inner service, so the request is moved only once.
-        let headers = if shared.skip_paths.contains(head.uri.path())
+        let headers = if shared
+            .skip_paths
+            .as_ref()
+            .is_some_and(|set| set.contains(head.uri.path()))
             || shared.skip.as_ref().is_some_and(|f| f(&head))
         {
             None
