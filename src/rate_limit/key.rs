@@ -76,7 +76,7 @@ impl KeyBy {
     }
 
     /// The key material of a request, or `None` when this policy does not count it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn material<'a>(&self, head: &RequestHead<'a>) -> Option<Material<'a>> {
         match self {
             KeyBy::ClientIp { ipv6_prefix } => {

@@ -208,6 +208,16 @@ impl<M> RateLimitLayer<M> {
         }
     }
 
+    /// A handle on the same state in the default mode (for code that does not
+    /// care about the response body).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) fn same_state(&self) -> RateLimitLayer {
+        RateLimitLayer {
+            shared: self.shared.clone(),
+            _mode: PhantomData,
+        }
+    }
+
     /// Returns axum's own `Body` in responses, for `Router::layer`.
     ///
     /// The handler's response then passes through as it is, where the default
@@ -723,7 +733,9 @@ impl<S, M> Layer<S> for RateLimitLayer<M> {
     }
 }
 
-/// The service of [`RateLimitLayer`].
+/// The service of [`RateLimitLayer`]; `M` is its layer's response mode
+/// ([`AnyBody`] by default, [`AxumBody`](crate::body::AxumBody) after
+/// [`RateLimitLayer::for_axum`]).
 pub struct RateLimit<S, M = AnyBody> {
     inner: S,
     shared: Arc<Shared>,
@@ -1392,6 +1404,30 @@ mod tests {
         assert_eq!(r.headers()["retry-after"], "30");
         assert!(r.headers().get("ratelimit").is_none());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[cfg(feature = "axum")]
+    #[tokio::test]
+    async fn axum_mode_shares_the_state_and_answers_the_same() {
+        use http_body_util::BodyExt;
+        let (layer, _) = manual(Quota::per_minute(1));
+        let axum_layer = layer.clone().for_axum();
+        let svc = axum_layer.layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(axum::body::Body::from("ok")))
+        }));
+        let ok = svc.clone().oneshot(req("/", "192.0.2.1:1")).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers()["ratelimit"], "\"default\";r=0;t=60");
+        assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "ok");
+        let limited = svc.clone().oneshot(req("/", "192.0.2.1:2")).await.unwrap();
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()["retry-after"], "60");
+        let body = limited.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "RATE_LIMITED");
+        // One state: the default-mode handle sees the key the axum mode tracked.
+        assert_eq!((layer.len(), axum_layer.len()), (1, 1));
+        assert_eq!(axum_layer.same_state().len(), 1);
     }
 
     #[tokio::test]
