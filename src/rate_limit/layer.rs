@@ -521,14 +521,10 @@ impl Shared {
             if !policy.applies(head) {
                 return Verdict::Pass(None);
             }
-            let Some(material) = policy.key.material(head) else {
+            let Some(key) = policy.key.local_key(head, &self.hasher) else {
                 return Verdict::Pass(None);
             };
-            let outcome = self.local.limiters[0].check(
-                self.hasher.key(&material),
-                policy.cost_of(head),
-                want,
-            );
+            let outcome = self.local.limiters[0].check(key, policy.cost_of(head), want);
             return if !outcome.allowed {
                 Verdict::Limited(0, outcome)
             } else if want {
@@ -542,14 +538,10 @@ impl Shared {
             if !policy.applies(head) {
                 continue;
             }
-            let Some(material) = policy.key.material(head) else {
+            let Some(key) = policy.key.local_key(head, &self.hasher) else {
                 continue;
             };
-            let outcome = self.local.limiters[i].check(
-                self.hasher.key(&material),
-                policy.cost_of(head),
-                want,
-            );
+            let outcome = self.local.limiters[i].check(key, policy.cost_of(head), want);
             if !outcome.allowed {
                 return Verdict::Limited(i, outcome);
             }
