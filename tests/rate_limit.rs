@@ -10,16 +10,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitClock, RateLimitLayer};
 
-async fn serve(layer: RateLimitLayer) -> SocketAddr {
-    let app = Router::new()
+fn routes() -> Router {
+    Router::new()
         .route("/", get(|| async { "hello" }))
         .route("/health/live", get(|| async { "alive" }))
         .route(
             "/auth/login",
             get(|| async { "login" }).post(|| async { "login" }),
         )
-        .layer(layer)
-        .layer(ClientIpLayer::new());
+}
+
+async fn serve(layer: RateLimitLayer) -> SocketAddr {
+    serve_router(routes().layer(layer).layer(ClientIpLayer::new())).await
+}
+
+async fn serve_router(app: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -31,6 +36,29 @@ async fn serve(layer: RateLimitLayer) -> SocketAddr {
         .unwrap();
     });
     addr
+}
+
+/// The whole response as sent, without its `date` line and with the problem's
+/// `timestamp` blanked (both tell the time, not the layer's behaviour).
+async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf)
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    const STAMP: &str = "\"timestamp\":\"";
+    match text.find(STAMP) {
+        Some(start) => {
+            let from = start + STAMP.len();
+            let end = text[from..].find('"').map_or(text.len(), |e| from + e);
+            format!("{}{}", &text[..from], &text[end..])
+        }
+        None => text,
+    }
 }
 
 /// Sends raw bytes, returns (status, lowercased header lines, raw head).
@@ -64,6 +92,79 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .filter(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
         .collect()
+}
+
+/// The axum mode changes the body type only: every response, passing, limited,
+/// gRPC, skipped, with headers on, off and legacy, is the same on the wire.
+#[tokio::test]
+async fn axum_mode_answers_byte_for_byte_like_the_default() {
+    for (ietf, legacy) in [(true, false), (false, false), (true, true), (false, true)] {
+        let build = || {
+            RateLimitLayer::new()
+                .clock(RateLimitClock::manual())
+                .headers(ietf)
+                .legacy_headers(legacy)
+                .skip_paths(["/health/*"])
+                .policy(
+                    Policy::new("auth", Quota::per(2, Duration::from_secs(900)))
+                        .paths(["/auth/login"]),
+                )
+                .policy(Policy::new("default", Quota::per_minute(3)))
+        };
+        let any = serve(build()).await;
+        let axum = serve_router(
+            routes()
+                .layer(build().for_axum())
+                .layer(ClientIpLayer::new()),
+        )
+        .await;
+        let grpc = b"POST /auth/login HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+            content-type: application/grpc\r\ncontent-length: 0\r\n\r\n";
+        let sequence: Vec<Vec<u8>> = vec![
+            get_req("/", ""),
+            get_req("/auth/login", ""),
+            get_req("/health/live", ""),
+            grpc.to_vec(),
+            get_req("/", ""),
+            get_req("/auth/login", ""),
+            get_req("/", ""),
+            get_req("/nowhere", ""),
+            grpc.to_vec(),
+        ];
+        let mut statuses = Vec::new();
+        for request in &sequence {
+            let (a, b) = (
+                raw_bytes(any, request).await,
+                raw_bytes(axum, request).await,
+            );
+            assert_eq!(a, b, "ietf={ietf} legacy={legacy}");
+            statuses.push(a.split(' ').nth(1).unwrap_or_default().to_owned());
+            let lower = a.to_ascii_lowercase();
+            assert_eq!(
+                lower.contains("\r\nratelimit:"),
+                ietf && !a.contains("alive")
+            );
+            assert_eq!(
+                lower.contains("x-ratelimit-limit:"),
+                legacy && !a.contains("alive")
+            );
+        }
+        assert_eq!(
+            statuses,
+            [
+                "200", "200", "200", "200", "429", "429", "429", "429", "200"
+            ],
+            "ietf={ietf} legacy={legacy}"
+        );
+        let limited = raw_bytes(axum, &get_req("/", "")).await;
+        assert!(limited.contains("retry-after: 20\r\n"), "{limited}");
+        assert!(limited.contains("\"code\":\"RATE_LIMITED\""), "{limited}");
+        let grpc_limited = raw_bytes(axum, grpc).await;
+        assert!(
+            grpc_limited.contains("grpc-status: 8\r\n"),
+            "{grpc_limited}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 use super::RateLimitLayer;
 
-impl RateLimitLayer {
+impl<M> RateLimitLayer<M> {
     /// Exports, read at each scrape:
     /// - `rate_limit_tracked_keys` (gauge): keys held in process;
     /// - `rate_limit_backend_fallbacks_total` (counter): checks answered by the
@@ -33,7 +33,7 @@ impl RateLimitLayer {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn register_metrics(&self, registry: &mut Registry) {
-        registry.register_collector(Box::new(LimiterCollector(self.clone())));
+        registry.register_collector(Box::new(LimiterCollector(self.same_state())));
     }
 }
 

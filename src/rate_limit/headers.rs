@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::local::Outcome;
 use super::policy::Policy;
+use super::quota::ceil_secs;
 
 pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -19,6 +20,14 @@ pub(crate) struct HeaderMode {
     pub(crate) legacy: bool,
 }
 
+impl HeaderMode {
+    /// Whether any rate-limit header is sent on a passing response.
+    #[inline]
+    pub(crate) fn any(self) -> bool {
+        self.ietf || self.legacy
+    }
+}
+
 /// Precomputed values of one policy.
 #[derive(Clone, Debug)]
 pub(crate) struct PolicyHeaders {
@@ -28,6 +37,9 @@ pub(crate) struct PolicyHeaders {
     prefix: Box<str>,
     limit: HeaderValue,
     count: u32,
+    /// The `RateLimit` value of the most common answer, built once: a key's
+    /// first request in a while (a whole bucket less one), as `(r, t, value)`.
+    fresh: Option<(u32, u64, HeaderValue)>,
 }
 
 impl PolicyHeaders {
@@ -39,17 +51,30 @@ impl PolicyHeaders {
             quota.count(),
             quota.window_secs()
         );
-        Self {
-            // Policy names are restricted to visible ASCII, so this never fails.
-            policy: HeaderValue::from_str(&value)
-                .unwrap_or(HeaderValue::from_static("\"default\"")),
+        // Policy names are restricted to visible ASCII, so this never fails.
+        let policy_value =
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("\"default\""));
+        let mut headers = Self {
+            policy: policy_value,
             prefix: format!("\"{}\";r=", policy.name).into(),
             limit: HeaderValue::from(quota.count()),
             count: quota.count(),
-        }
+            fresh: None,
+        };
+        // What `LocalLimiter::check` reports for one request on a whole bucket.
+        let r = quota.burst_size().saturating_sub(1).min(quota.count());
+        let t = ceil_secs(quota.replenish_interval());
+        headers.fresh = headers.build_ratelimit(r, t).map(|v| (r, t, v));
+        headers
     }
 
     /// Writes the headers for `outcome` into `headers`.
+    ///
+    /// `RateLimit-Policy` is a clone of the value built with the layer (a
+    /// reference count, no copy); `RateLimit` is written on the stack and copied
+    /// once into its value. Both are appended, so a value set further in (another
+    /// limiter) is kept beside ours, as the field's list syntax allows.
+    #[inline]
     pub(crate) fn write(&self, mode: HeaderMode, outcome: &Outcome, headers: &mut HeaderMap) {
         let remaining = outcome.remaining.min(self.count);
         if mode.ietf {
@@ -65,45 +90,86 @@ impl PolicyHeaders {
         }
     }
 
-    /// `"name";r=<remaining>;t=<reset>`, written on the stack and copied once into
-    /// the value (one exact allocation; no growing string, no shared-buffer header).
+    /// `"name";r=<remaining>;t=<reset>`: the prebuilt value when it is the common
+    /// one, else [`Self::build_ratelimit`].
+    #[inline]
     fn ratelimit(&self, remaining: u32, reset: u64) -> Option<HeaderValue> {
-        let mut buf = [0u8; 128];
+        if let Some((r, t, value)) = &self.fresh
+            && remaining == *r
+            && reset == *t
+        {
+            return Some(value.clone());
+        }
+        self.build_ratelimit(remaining, reset)
+    }
+
+    /// `"name";r=<remaining>;t=<reset>`, written on the stack and copied once into
+    /// the value (one exact allocation; no growing string).
+    #[inline]
+    fn build_ratelimit(&self, remaining: u32, reset: u64) -> Option<HeaderValue> {
         let prefix = self.prefix.as_bytes();
-        // Prefix, two numbers of at most 20 digits and ";t=".
-        if prefix.len() + 43 > buf.len() {
-            let mut v = Vec::with_capacity(prefix.len() + 43);
-            v.extend_from_slice(prefix);
-            v.extend_from_slice(digits(&mut [0; 20], u64::from(remaining)));
-            v.extend_from_slice(b";t=");
-            v.extend_from_slice(digits(&mut [0; 20], reset));
+        let mut buf = [0u8; STACK_VALUE];
+        // The prefix, two numbers of at most 20 digits and ";t=".
+        if prefix.len() + 43 > STACK_VALUE {
+            let mut v = vec![0u8; prefix.len() + 43];
+            let n = ratelimit_into(&mut v, prefix, remaining, reset);
+            v.truncate(n);
             return HeaderValue::from_maybe_shared(Bytes::from(v)).ok();
         }
-        let mut n = prefix.len();
-        buf[..n].copy_from_slice(prefix);
-        let mut put = |bytes: &[u8]| {
-            buf[n..n + bytes.len()].copy_from_slice(bytes);
-            n += bytes.len();
-        };
-        put(digits(&mut [0; 20], u64::from(remaining)));
-        put(b";t=");
-        put(digits(&mut [0; 20], reset));
+        let n = ratelimit_into(&mut buf, prefix, remaining, reset);
         HeaderValue::from_bytes(&buf[..n]).ok()
     }
 }
 
-/// The decimal digits of `n`, written at the end of `buf`.
-fn digits(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Room for a `RateLimit` value written on the stack: policy names of up to 36
+/// bytes with the largest numbers (longer names take the heap).
+const STACK_VALUE: usize = 84;
+
+/// Writes `<prefix><remaining>;t=<reset>` at the start of `out`, which holds at
+/// least `prefix.len() + 43` bytes; returns the length written.
+#[inline]
+fn ratelimit_into(out: &mut [u8], prefix: &[u8], remaining: u32, reset: u64) -> usize {
+    let mut n = prefix.len();
+    out[..n].copy_from_slice(prefix);
+    n += decimal(&mut out[n..], u64::from(remaining));
+    out[n..n + 3].copy_from_slice(b";t=");
+    n += 3;
+    n + decimal(&mut out[n..], reset)
+}
+
+/// Two-digit pairs "00" to "99".
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes the decimal digits of `n` at the start of `out` (which holds at least
+/// 20 bytes), two at a time; returns how many.
+#[inline]
+fn decimal(out: &mut [u8], mut n: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        tmp[i] = PAIRS[pair];
+        tmp[i + 1] = PAIRS[pair + 1];
     }
-    &buf[i..]
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        tmp[i] = PAIRS[pair];
+        tmp[i + 1] = PAIRS[pair + 1];
+    } else {
+        i -= 1;
+        tmp[i] = b'0' + n as u8;
+    }
+    let len = tmp.len() - i;
+    out[..len].copy_from_slice(&tmp[i..]);
+    len
 }
 
 #[cfg(test)]
@@ -146,15 +212,84 @@ mod tests {
     }
 
     #[test]
+    fn the_prebuilt_value_is_the_built_one() {
+        for quota in [
+            Quota::per_minute(100),
+            Quota::per(2, std::time::Duration::from_millis(500)),
+            Quota::per_hour(1),
+            Quota::per_minute(100).burst(10),
+            Quota::per_hour(u32::MAX),
+        ] {
+            let p = PolicyHeaders::new(&Policy::new("default", quota));
+            let (r, t, value) = p.fresh.as_ref().unwrap();
+            assert_eq!(Some(value), p.build_ratelimit(*r, *t).as_ref(), "{quota:?}");
+            assert_eq!(p.ratelimit(*r, *t).as_ref(), Some(value));
+            let expected = format!("\"default\";r={r};t={t}");
+            assert_eq!(value.as_bytes(), expected.as_bytes());
+        }
+        // What a first request on a fresh key is told, through the limiter.
+        let quota = Quota::per(100, std::time::Duration::from_secs(60));
+        let limiter = super::super::local::LocalLimiter::new(
+            quota,
+            crate::rate_limit::RateLimitClock::manual(),
+        );
+        let o = limiter.check(7, 1, true);
+        let p = PolicyHeaders::new(&Policy::new("default", quota));
+        let (r, t, _) = p.fresh.unwrap();
+        assert_eq!((o.remaining, o.reset_secs), (r, t));
+    }
+
+    #[test]
     fn numbers() {
-        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
-            assert_eq!(digits(&mut [0; 20], n), n.to_string().as_bytes());
+        let mut cases = vec![
+            0,
+            7,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1_000_000,
+            u64::MAX,
+        ];
+        cases.extend((0..20).map(|p| 10u64.pow(p)));
+        cases.extend((1..20).map(|p| 10u64.pow(p) - 1));
+        for n in cases {
+            let mut out = [b'x'; 21];
+            let len = decimal(&mut out, n);
+            assert_eq!(&out[..len], n.to_string().as_bytes(), "{n}");
+            assert_eq!(out[len], b'x', "{n}: nothing written past the digits");
+        }
+    }
+
+    proptest::proptest! {
+        /// The value is byte for byte what formatting gives, for any numbers and
+        /// on both sides of the stack buffer's size.
+        #[test]
+        fn ratelimit_value_matches_format(
+            remaining: u32,
+            reset: u64,
+            count in 1u32..=u32::MAX,
+            name_len in 1usize..120,
+        ) {
+            let name = "p".repeat(name_len);
+            let p = PolicyHeaders::new(&Policy::new(&name, Quota::per_minute(count)));
+            let o = Outcome { allowed: true, remaining, reset_secs: reset };
+            let mut h = HeaderMap::new();
+            p.write(HeaderMode { ietf: true, legacy: false }, &o, &mut h);
+            let expected = format!("\"{name}\";r={};t={reset}", remaining.min(count));
+            proptest::prop_assert_eq!(h["ratelimit"].as_bytes(), expected.as_bytes());
+            let policy = format!("\"{name}\";q={count};w=60");
+            proptest::prop_assert_eq!(h["ratelimit-policy"].as_bytes(), policy.as_bytes());
         }
     }
 
     #[test]
     fn long_policy_names_take_the_heap_path() {
-        for len in [1, 80, 84, 85, 86, 200, 4000] {
+        for len in [1, 36, 37, 38, 39, 80, 84, 85, 86, 200, 4000] {
             let name = "n".repeat(len);
             let p = PolicyHeaders::new(&Policy::new(&name, Quota::per_minute(100)));
             let o = Outcome {

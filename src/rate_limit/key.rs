@@ -96,6 +96,21 @@ impl KeyBy {
     }
 }
 
+impl KeyBy {
+    /// The in-process key of a request, or `None` when this policy does not
+    /// count it: `hasher.key(&material)`, with client addresses turned into their
+    /// key directly (no [`Material`] in between, which would go through memory).
+    #[inline]
+    pub(crate) fn local_key(&self, head: &RequestHead<'_>, hasher: &KeyHasher) -> Option<u64> {
+        match self {
+            KeyBy::ClientIp { ipv6_prefix } => {
+                Some(hasher.ip_key(client_ip(head.extensions), *ipv6_prefix))
+            }
+            _ => self.material(head).map(|m| hasher.key(&m)),
+        }
+    }
+}
+
 /// The [`ClientIp`] extension; without [`ClientIpLayer`], the peer of the
 /// connection (trusting no header); with no peer either, one shared "unknown" key.
 #[inline]
@@ -161,22 +176,42 @@ impl KeyHasher {
     #[inline]
     pub(crate) fn key(&self, material: &Material<'_>) -> u64 {
         match material {
-            Material::Ip(IpAddr::V4(v4)) => self.mix(u64::from(v4.to_bits()), self.k0),
-            Material::Ip(IpAddr::V6(v6)) => {
-                let bits = v6.to_bits();
-                let (high, low) = ((bits >> 64) as u64, bits as u64);
-                // Prefixes of up to 64 bits (the default /56) leave `low` zero.
-                let high = if low == 0 {
-                    high
-                } else {
-                    high ^ self.mix(low, self.k2)
-                };
-                // Another key than IPv4's: the two families map differently.
-                self.mix(high, self.k0 ^ self.k2)
-            }
+            Material::Ip(IpAddr::V4(v4)) => self.v4_key(v4.to_bits()),
+            Material::Ip(IpAddr::V6(v6)) => self.v6_key(v6.to_bits()),
             Material::Bytes(bytes) => self.sip.hash_one(bytes),
             Material::Global => 0,
         }
+    }
+
+    /// The key of `ip` masked as [`mask_ip`] does, that is
+    /// `self.key(&Material::Ip(mask_ip(ip, ipv6_prefix)))`, computed in registers.
+    #[inline]
+    pub(crate) fn ip_key(&self, ip: IpAddr, ipv6_prefix: u8) -> u64 {
+        match ip {
+            IpAddr::V4(v4) => self.v4_key(v4.to_bits()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.v4_key(v4.to_bits()),
+                None => self.v6_key(v6.to_bits() & v6_mask(ipv6_prefix)),
+            },
+        }
+    }
+
+    #[inline]
+    fn v4_key(&self, bits: u32) -> u64 {
+        self.mix(u64::from(bits), self.k0)
+    }
+
+    #[inline]
+    fn v6_key(&self, bits: u128) -> u64 {
+        let (high, low) = ((bits >> 64) as u64, bits as u64);
+        // Prefixes of up to 64 bits (the default /56) leave `low` zero.
+        let high = if low == 0 {
+            high
+        } else {
+            high ^ self.mix(low, self.k2)
+        };
+        // Another key than IPv4's: the two families map differently.
+        self.mix(high, self.k0 ^ self.k2)
     }
 }
 
@@ -200,15 +235,17 @@ impl Material<'_> {
 /// Canonicalises IPv4-mapped addresses and keeps the first `prefix` bits of IPv6.
 pub(crate) fn mask_ip(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let mask = match prefix.min(128) {
-                0 => 0,
-                n => u128::MAX << (128 - u32::from(n)),
-            };
-            IpAddr::V6(Ipv6Addr::from(bits & mask))
-        }
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & v6_mask(prefix))),
         v4 => v4,
+    }
+}
+
+/// The mask that keeps the first `prefix` bits of an IPv6 address.
+#[inline]
+fn v6_mask(prefix: u8) -> u128 {
+    match prefix.min(128) {
+        0 => 0,
+        n => u128::MAX << (128 - u32::from(n)),
     }
 }
 
@@ -294,6 +331,30 @@ mod tests {
         let h = KeyHasher::new();
         assert_eq!(h.key(&Material::Global), h.key(&Material::Global));
         assert_ne!(h.key(&Material::Bytes(b"a")), h.key(&Material::Bytes(b"b")));
+    }
+
+    proptest::proptest! {
+        /// The direct address key is the key of the masked address, for every
+        /// family, IPv4-mapped form and prefix length.
+        #[test]
+        fn direct_ip_keys_match_the_material(bits: u128, v4: u32, prefix in 0u8..=200) {
+            let h = KeyHasher::new();
+            let mapped = Ipv4Addr::from(v4).to_ipv6_mapped();
+            for ip in [
+                IpAddr::V6(Ipv6Addr::from(bits)),
+                IpAddr::V4(Ipv4Addr::from(v4)),
+                IpAddr::V6(mapped),
+            ] {
+                proptest::prop_assert_eq!(
+                    h.ip_key(ip, prefix),
+                    h.key(&Material::Ip(mask_ip(ip, prefix)))
+                );
+            }
+            proptest::prop_assert_eq!(
+                h.ip_key(IpAddr::V6(mapped), prefix),
+                h.ip_key(IpAddr::V4(Ipv4Addr::from(v4)), 0)
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use super::key::KeyHasher;
 use super::local::{LocalLimiter, LocalState, Outcome, RateLimitClock, spawn_cleanup};
 use super::policy::{Policy, RequestHead};
 use super::quota::{Quota, ceil_secs};
-use crate::body::ResponseBody;
+use crate::body::{AnyBody, ResponseBody, ResponseMode};
 use crate::config::{self, ConfigError};
 use crate::error::{Code, Problem, Renderer};
 use crate::paths::PathSet;
@@ -29,10 +30,23 @@ type SkipFn = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 ///
 /// Built from named [`Policy`]s; see the [module docs](super) for the behaviour and
 /// an example. Clones share their state; build the layer once and reuse it.
-#[derive(Clone)]
-pub struct RateLimitLayer {
+///
+/// `M` chooses the response body: [`AnyBody`] by default, which wraps the inner
+/// body in a [`ResponseBody`], or [`AxumBody`](crate::body::AxumBody) after
+/// [`for_axum`](Self::for_axum).
+pub struct RateLimitLayer<M = AnyBody> {
     // One `Arc`: axum may clone the layer for every request it routes.
     shared: Arc<Shared>,
+    _mode: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for RateLimitLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            _mode: PhantomData,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -64,7 +78,8 @@ struct Shared {
     headers: Vec<PolicyHeaders>,
     local: Arc<LocalState>,
     hasher: KeyHasher,
-    skip_paths: PathSet,
+    /// `None` when empty, so that most requests never compute their path here.
+    skip_paths: Option<PathSet>,
     skip: Option<SkipFn>,
     mode: HeaderMode,
     renderer: Renderer,
@@ -178,13 +193,53 @@ impl RateLimitLayer {
     fn from_config(config: Config) -> Self {
         Self {
             shared: Arc::new(Shared::new(config)),
+            _mode: PhantomData,
         }
     }
+}
 
+impl<M> RateLimitLayer<M> {
     fn map(self, f: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         f(&mut config);
-        Self::from_config(config)
+        Self {
+            shared: Arc::new(Shared::new(config)),
+            _mode: PhantomData,
+        }
+    }
+
+    /// A handle on the same state in the default mode (for code that does not
+    /// care about the response body).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) fn same_state(&self) -> RateLimitLayer {
+        RateLimitLayer {
+            shared: self.shared.clone(),
+            _mode: PhantomData,
+        }
+    }
+
+    /// Returns axum's own `Body` in responses, for `Router::layer`.
+    ///
+    /// The handler's response then passes through as it is, where the default
+    /// mode wraps its body and axum boxes that wrapper again for every request;
+    /// only the layer's own answers (429, 503) are boxed. Same behaviour and
+    /// headers otherwise.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_ops::rate_limit::{Quota, RateLimitLayer};
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .layer(RateLimitLayer::with_quota(Quota::per_minute(100)).for_axum());
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn for_axum(self) -> RateLimitLayer<crate::body::AxumBody> {
+        RateLimitLayer {
+            shared: self.shared,
+            _mode: PhantomData,
+        }
     }
 
     /// Adds a policy. Policies are checked in order and each that applies to a
@@ -380,7 +435,7 @@ fn read_number(errors: &mut ConfigError, name: &str, default: u64) -> u64 {
     }
 }
 
-impl fmt::Debug for RateLimitLayer {
+impl<M> fmt::Debug for RateLimitLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.shared.config;
         f.debug_struct("RateLimitLayer")
@@ -422,7 +477,7 @@ impl Shared {
             policies: config.policies.clone(),
             local: Arc::new(local),
             hasher: KeyHasher::new(),
-            skip_paths: config.skip_paths.clone(),
+            skip_paths: (!config.skip_paths.is_empty()).then(|| config.skip_paths.clone()),
             skip: config.skip.clone(),
             mode: config.headers,
             renderer: config.renderer.clone(),
@@ -456,23 +511,26 @@ impl Shared {
         }
     }
 
-    /// The in-process decision.
+    /// The in-process decision. With headers off, a passing request carries no
+    /// outcome and nothing only the headers need is computed.
     #[inline]
     fn decide_local(&self, head: &RequestHead<'_>) -> Verdict {
+        let want = self.mode.any();
         // The common configuration, one policy: no walk, no comparison of outcomes.
         if let [policy] = &self.policies[..] {
             if !policy.applies(head) {
                 return Verdict::Pass(None);
             }
-            let Some(material) = policy.key.material(head) else {
+            let Some(key) = policy.key.local_key(head, &self.hasher) else {
                 return Verdict::Pass(None);
             };
-            let outcome =
-                self.local.limiters[0].check(self.hasher.key(&material), policy.cost_of(head));
-            return if outcome.allowed {
+            let outcome = self.local.limiters[0].check(key, policy.cost_of(head), want);
+            return if !outcome.allowed {
+                Verdict::Limited(0, outcome)
+            } else if want {
                 Verdict::Pass(Some((0, outcome)))
             } else {
-                Verdict::Limited(0, outcome)
+                Verdict::Pass(None)
             };
         }
         let mut closest: Option<(usize, Outcome)> = None;
@@ -480,15 +538,16 @@ impl Shared {
             if !policy.applies(head) {
                 continue;
             }
-            let Some(material) = policy.key.material(head) else {
+            let Some(key) = policy.key.local_key(head, &self.hasher) else {
                 continue;
             };
-            let outcome =
-                self.local.limiters[i].check(self.hasher.key(&material), policy.cost_of(head));
+            let outcome = self.local.limiters[i].check(key, policy.cost_of(head), want);
             if !outcome.allowed {
                 return Verdict::Limited(i, outcome);
             }
-            closest = Some(self.closer(closest, (i, outcome)));
+            if want {
+                closest = Some(self.closer(closest, (i, outcome)));
+            }
         }
         Verdict::Pass(closest)
     }
@@ -640,7 +699,9 @@ async fn decide_remote(shared: Arc<Shared>, checks: Vec<RemoteCheck>) -> Verdict
                     FailureMode::Closed => {
                         return Verdict::Unavailable(remote.breaker.retry_secs());
                     }
-                    FailureMode::Local => shared.local.limiters[index].check(check.local_key, cost),
+                    FailureMode::Local => {
+                        shared.local.limiters[index].check(check.local_key, cost, true)
+                    }
                 }
             }
         };
@@ -652,33 +713,48 @@ async fn decide_remote(shared: Arc<Shared>, checks: Vec<RemoteCheck>) -> Verdict
     Verdict::Pass(closest)
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+impl<S, M> Layer<S> for RateLimitLayer<M> {
+    type Service = RateLimit<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
             shared: self.shared.clone(),
+            _mode: PhantomData,
         }
     }
 }
 
-/// The service of [`RateLimitLayer`].
-#[derive(Clone)]
-pub struct RateLimit<S> {
+/// The service of [`RateLimitLayer`]; `M` is its layer's response mode
+/// ([`AnyBody`] by default, [`AxumBody`](crate::body::AxumBody) after
+/// [`RateLimitLayer::for_axum`]).
+pub struct RateLimit<S, M = AnyBody> {
     inner: S,
     shared: Arc<Shared>,
+    _mode: PhantomData<fn() -> M>,
+}
+
+impl<S: Clone, M> Clone for RateLimit<S, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            _mode: PhantomData,
+        }
+    }
 }
 
 impl<S> RateLimit<S> {
-    /// Wraps `inner` with the policies of `layer`.
-    pub fn new(inner: S, layer: &RateLimitLayer) -> Self {
-        layer.layer(inner)
-    }
-
     /// A layer: [`RateLimitLayer::with_quota`].
     pub fn layer(quota: Quota) -> RateLimitLayer {
         RateLimitLayer::with_quota(quota)
+    }
+}
+
+impl<S, M> RateLimit<S, M> {
+    /// Wraps `inner` with the policies of `layer`.
+    pub fn new(inner: S, layer: &RateLimitLayer<M>) -> Self {
+        layer.layer(inner)
     }
 
     /// The inner service.
@@ -697,7 +773,7 @@ impl<S> RateLimit<S> {
     }
 }
 
-impl<S> fmt::Debug for RateLimit<S>
+impl<S, M> fmt::Debug for RateLimit<S, M>
 where
     S: fmt::Debug,
 {
@@ -708,24 +784,30 @@ where
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    M: ResponseMode<ResBody>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<M::ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, ResBody>;
+    type Future = ResponseFuture<S, ReqBody, ResBody, M>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         shared.start_cleanup();
         let head = RequestHead::of(&request);
         // One call site for the inner service, so the request is moved only once.
-        let headers = if shared.skip_paths.contains(head.uri.path())
+        let headers = if shared
+            .skip_paths
+            .as_ref()
+            .is_some_and(|set| set.contains(head.uri.path()))
             || shared.skip.as_ref().is_some_and(|f| f(&head))
         {
             None
@@ -735,24 +817,23 @@ where
                 // Keep the readied service for this request; leave a clone behind.
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
-                return ResponseFuture {
-                    kind: Kind::Checking {
-                        state: Box::new(Checking {
-                            check: Box::pin(decide_remote(shared.clone(), checks)),
-                            service: Some(service),
-                            grpc: shared.answers_grpc(&head),
-                            request: Some(request),
-                            shared: shared.clone(),
-                        }),
-                    },
-                };
+                return ResponseFuture::new(Kind::Checking {
+                    state: Box::new(Checking {
+                        check: Box::pin(decide_remote(shared.clone(), checks)),
+                        service: Some(service),
+                        grpc: shared.answers_grpc(&head),
+                        request: Some(request),
+                        shared: shared.clone(),
+                    }),
+                });
             }
             None
         } else {
             match shared.decide_local(&head) {
                 Verdict::Pass(None) => None,
-                Verdict::Pass(Some((index, outcome))) => (shared.mode.ietf || shared.mode.legacy)
-                    .then(|| (shared.clone(), index, outcome)),
+                Verdict::Pass(Some((index, outcome))) => {
+                    Some(HeaderJob::new(shared, index, outcome))
+                }
                 Verdict::Limited(index, outcome) => {
                     let grpc = shared.answers_grpc(&head);
                     return ResponseFuture::ready(shared.limited(index, &outcome, grpc));
@@ -763,11 +844,44 @@ where
                 }
             }
         };
-        ResponseFuture::inner(self.inner.call(request), headers)
+        ResponseFuture::new(Kind::Inner {
+            future: self.inner.call(request),
+            headers,
+        })
     }
 }
 
-type HeaderJob = (Arc<Shared>, usize, Outcome);
+/// The headers a passing response gets: the policy closest to its limit and
+/// what its check found. Only made when headers are on.
+struct HeaderJob {
+    shared: Arc<Shared>,
+    index: u32,
+    remaining: u32,
+    reset_secs: u64,
+}
+
+impl HeaderJob {
+    #[inline]
+    fn new(shared: &Arc<Shared>, index: usize, outcome: Outcome) -> Self {
+        Self {
+            shared: shared.clone(),
+            // Policies are counted in a `Vec` built by hand: far fewer than 2^32.
+            index: index as u32,
+            remaining: outcome.remaining,
+            reset_secs: outcome.reset_secs,
+        }
+    }
+
+    #[inline]
+    fn write(self, headers: &mut http::HeaderMap) {
+        let outcome = Outcome {
+            allowed: true,
+            remaining: self.remaining,
+            reset_secs: self.reset_secs,
+        };
+        self.shared.headers[self.index as usize].write(self.shared.mode, &outcome, headers);
+    }
+}
 
 struct Checking<S, ReqBody> {
     check: Pin<Box<dyn Future<Output = Verdict> + Send>>,
@@ -780,12 +894,13 @@ struct Checking<S, ReqBody> {
 
 pin_project! {
     /// The future of [`RateLimit`].
-    pub struct ResponseFuture<S, ReqBody, ResBody>
+    pub struct ResponseFuture<S, ReqBody, ResBody, M = AnyBody>
     where
         S: Service<Request<ReqBody>>,
     {
         #[pin]
         kind: Kind<S, ReqBody, ResBody>,
+        _mode: PhantomData<fn() -> M>,
     }
 }
 
@@ -804,51 +919,54 @@ pin_project! {
         Checking {
             state: Box<Checking<S, ReqBody>>,
         },
+        // Boxed: a rejection is rarer than a pass, and a whole response would
+        // grow every future by its size.
         Ready {
-            response: Option<Response<ResponseBody<ResBody>>>,
+            response: Option<Box<Response<ResponseBody<ResBody>>>>,
         },
     }
 }
 
-impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+impl<S, ReqBody, ResBody, M> ResponseFuture<S, ReqBody, ResBody, M>
 where
     S: Service<Request<ReqBody>>,
 {
-    fn inner(future: S::Future, headers: Option<HeaderJob>) -> Self {
+    #[inline]
+    fn new(kind: Kind<S, ReqBody, ResBody>) -> Self {
         Self {
-            kind: Kind::Inner { future, headers },
+            kind,
+            _mode: PhantomData,
         }
     }
 
     fn ready(response: Response<ResponseBody<ResBody>>) -> Self {
-        Self {
-            kind: Kind::Ready {
-                response: Some(response),
-            },
-        }
+        Self::new(Kind::Ready {
+            response: Some(Box::new(response)),
+        })
     }
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
+impl<S, ReqBody, ResBody, M> Future for ResponseFuture<S, ReqBody, ResBody, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    M: ResponseMode<ResBody>,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Response<M::ResBody>, S::Error>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().kind.project() {
                 KindProj::Inner { future, headers } => {
-                    let response = ready!(future.poll(cx))?;
-                    let mut response = response.map(ResponseBody::inner);
-                    if let Some((shared, index, outcome)) = headers.take() {
-                        shared.headers[index].write(shared.mode, &outcome, response.headers_mut());
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(job) = headers.take() {
+                        job.write(response.headers_mut());
                     }
-                    return Poll::Ready(Ok(response));
+                    return Poll::Ready(Ok(M::response(response)));
                 }
                 KindProj::Ready { response } => {
                     return match response.take() {
-                        Some(r) => Poll::Ready(Ok(r)),
+                        Some(r) => Poll::Ready(Ok(M::rejection(*r))),
                         None => panic!("ResponseFuture polled after completion"),
                     };
                 }
@@ -864,18 +982,18 @@ where
                     match (verdict, service.take(), request.take()) {
                         (Verdict::Pass(headers), Some(mut service), Some(request)) => {
                             let headers = headers
-                                .filter(|_| shared.mode.ietf || shared.mode.legacy)
-                                .map(|(i, o)| (shared.clone(), i, o));
+                                .filter(|_| shared.mode.any())
+                                .map(|(i, o)| HeaderJob::new(shared, i, o));
                             Kind::Inner {
                                 future: service.call(request),
                                 headers,
                             }
                         }
                         (Verdict::Limited(index, outcome), _, _) => Kind::Ready {
-                            response: Some(shared.limited(index, &outcome, *grpc)),
+                            response: Some(Box::new(shared.limited(index, &outcome, *grpc))),
                         },
                         (Verdict::Unavailable(secs), _, _) => Kind::Ready {
-                            response: Some(shared.unavailable(secs, *grpc)),
+                            response: Some(Box::new(shared.unavailable(secs, *grpc))),
                         },
                         (Verdict::Pass(_), _, _) => {
                             panic!("ResponseFuture polled after completion")
@@ -888,7 +1006,7 @@ where
     }
 }
 
-impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+impl<S, ReqBody, ResBody, M> fmt::Debug for ResponseFuture<S, ReqBody, ResBody, M>
 where
     S: Service<Request<ReqBody>>,
 {
@@ -1254,6 +1372,54 @@ mod tests {
         // No address at all: one shared bucket.
         assert_eq!(send(&svc, Request::new(())).await.status(), 200);
         assert_eq!(send(&svc, Request::new(())).await.status(), 429);
+    }
+
+    #[tokio::test]
+    async fn headers_off_with_several_policies_still_limits_and_sends_only_retry_after() {
+        let layer = RateLimitLayer::new()
+            .clock(RateLimitClock::manual())
+            .headers(false)
+            .policy(Policy::new("wide", Quota::per_minute(100)))
+            .policy(Policy::new("narrow", Quota::per_minute(2)));
+        let (svc, calls) = app(&layer);
+        for _ in 0..2 {
+            let r = send(&svc, req("/", "192.0.2.1:1")).await;
+            assert_eq!(r.status(), 200);
+            assert!(
+                r.headers()
+                    .iter()
+                    .all(|(n, _)| !n.as_str().contains("ratelimit"))
+            );
+        }
+        let r = send(&svc, req("/", "192.0.2.1:1")).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "30");
+        assert!(r.headers().get("ratelimit").is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[cfg(feature = "axum")]
+    #[tokio::test]
+    async fn axum_mode_shares_the_state_and_answers_the_same() {
+        use http_body_util::BodyExt;
+        let (layer, _) = manual(Quota::per_minute(1));
+        let axum_layer = layer.clone().for_axum();
+        let svc = axum_layer.layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(axum::body::Body::from("ok")))
+        }));
+        let ok = svc.clone().oneshot(req("/", "192.0.2.1:1")).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers()["ratelimit"], "\"default\";r=0;t=60");
+        assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), "ok");
+        let limited = svc.clone().oneshot(req("/", "192.0.2.1:2")).await.unwrap();
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()["retry-after"], "60");
+        let body = limited.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "RATE_LIMITED");
+        // One state: the default-mode handle sees the key the axum mode tracked.
+        assert_eq!((layer.len(), axum_layer.len()), (1, 1));
+        assert_eq!(axum_layer.same_state().len(), 1);
     }
 
     #[tokio::test]

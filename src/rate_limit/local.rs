@@ -125,7 +125,9 @@ pub(crate) struct Outcome {
 /// The in-process state of one policy.
 pub(crate) struct LocalLimiter {
     limiter: Limiter,
-    quota: Quota,
+    /// The quota's replenish interval and burst, computed once.
+    interval: Duration,
+    burst: u32,
     clock: RateLimitClock,
 }
 
@@ -139,14 +141,18 @@ impl LocalLimiter {
         .with_middleware::<StateInformationMiddleware>();
         Self {
             limiter,
-            quota,
+            interval: quota.replenish_interval(),
+            burst: quota.burst_size(),
             clock,
         }
     }
 
+    /// Charges `key` `cost` requests. With `snapshot` false, an allowed request's
+    /// `remaining` and `reset_secs` are left at 0 (nothing reads them when no
+    /// header is sent); a rejection always carries its wait.
     #[inline]
-    pub(crate) fn check(&self, key: u64, cost: u32) -> Outcome {
-        let interval = self.quota.replenish_interval();
+    pub(crate) fn check(&self, key: u64, cost: u32, snapshot: bool) -> Outcome {
+        let interval = self.interval;
         let result = match NonZeroU32::new(cost) {
             None | Some(NonZeroU32::MIN) => self.limiter.check_key(&key).map_err(Some),
             Some(n) => match self.limiter.check_key_n(&key, n) {
@@ -155,9 +161,14 @@ impl LocalLimiter {
             },
         };
         match result {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let used = self.quota.burst_size().saturating_sub(remaining);
+            Ok(_) if !snapshot => Outcome {
+                allowed: true,
+                remaining: 0,
+                reset_secs: 0,
+            },
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let used = self.burst.saturating_sub(remaining);
                 Outcome {
                     allowed: true,
                     remaining,
@@ -168,7 +179,7 @@ impl LocalLimiter {
                 let wait = match not_until {
                     Some(n) => n.wait_time_from(self.clock.now()),
                     // More than the burst: it never fits; say when the bucket is full.
-                    None => interval.saturating_mul(self.quota.burst_size()),
+                    None => interval.saturating_mul(self.burst),
                 };
                 Outcome {
                     allowed: false,
@@ -249,29 +260,44 @@ mod tests {
         let clock = RateLimitClock::manual();
         let l = LocalLimiter::new(Quota::per_second(5), clock.clone());
         for expected_remaining in (0..5).rev() {
-            let o = l.check(1, 1);
+            let o = l.check(1, 1, true);
             assert!(o.allowed);
             assert_eq!(o.remaining, expected_remaining);
         }
-        let o = l.check(1, 1);
+        let o = l.check(1, 1, true);
         assert!(!o.allowed);
         assert_eq!(o.reset_secs, 1, "200 ms rounds up to 1 s");
-        assert!(l.check(2, 1).allowed, "other keys are independent");
+        assert!(l.check(2, 1, true).allowed, "other keys are independent");
         clock.advance(Duration::from_millis(200));
-        assert!(l.check(1, 1).allowed);
-        assert!(!l.check(1, 1).allowed);
+        assert!(l.check(1, 1, true).allowed);
+        assert!(!l.check(1, 1, true).allowed);
         // Cost larger than the burst never fits.
-        let o = l.check(3, 6);
+        let o = l.check(3, 6, true);
         assert!(!o.allowed);
         assert_eq!(o.reset_secs, 1);
-        assert!(l.check(3, 5).allowed);
+        assert!(l.check(3, 5, true).allowed);
+    }
+
+    #[test]
+    fn without_snapshot_an_allowed_check_carries_nothing_and_a_rejection_its_wait() {
+        let clock = RateLimitClock::manual();
+        let with = LocalLimiter::new(Quota::per_second(2), clock.clone());
+        let without = LocalLimiter::new(Quota::per_second(2), clock);
+        for _ in 0..2 {
+            let (a, b) = (with.check(1, 1, true), without.check(1, 1, false));
+            assert!(a.allowed && b.allowed);
+            assert_eq!((b.remaining, b.reset_secs), (0, 0));
+        }
+        // The decision is the same; the rejection says when, either way.
+        assert_eq!(with.check(1, 1, true), without.check(1, 1, false));
+        assert_eq!(without.check(2, 3, false).reset_secs, 1);
     }
 
     #[test]
     fn reset_counts_used_requests() {
         let clock = RateLimitClock::manual();
         let l = LocalLimiter::new(Quota::per(100, Duration::from_secs(60)), clock);
-        let o = l.check(1, 10);
+        let o = l.check(1, 10, true);
         assert_eq!((o.remaining, o.reset_secs), (90, 6));
     }
 
@@ -280,7 +306,7 @@ mod tests {
         let clock = RateLimitClock::manual();
         let l = LocalLimiter::new(Quota::per_second(10), clock.clone());
         for k in 0..1000 {
-            l.check(k, 1);
+            l.check(k, 1, true);
         }
         assert_eq!(l.len(), 1000);
         assert_eq!(l.cleanup(), 0, "keys are still recent");

@@ -19,6 +19,8 @@
 //!   and routes no policy applies to carry no rate-limit fields.
 //! - Legacy `X-RateLimit-Limit/Remaining/Reset` are opt-in
 //!   ([`RateLimitLayer::legacy_headers`]).
+//! - Under axum, add it with [`RateLimitLayer::for_axum`]: responses keep axum's
+//!   own body type, so the handler's response is not boxed a second time.
 //! - gRPC calls (`content-type: application/grpc`) are rejected with a gRPC
 //!   status instead: HTTP 200, `grpc-status: 8` (`RESOURCE_EXHAUSTED`) and a
 //!   `grpc-message`, with the same rate-limit headers ([`RateLimitLayer::grpc`]).
