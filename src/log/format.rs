@@ -189,7 +189,7 @@ impl Written {
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.summary & Self::bit(name) != 0 && self.names.iter().any(|n| *n == name)
+        self.summary & Self::bit(name) != 0 && self.names.contains(&name)
     }
 }
 
