@@ -108,19 +108,38 @@ fn push_escaped(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends the decimal digits of `n`.
-pub(crate) fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Two-digit pairs "00" to "99".
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The decimal digits of `n`, written two at a time at the end of `buf`.
+#[inline]
+pub(crate) fn digits(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    push_ascii(out, &buf[at..]);
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    &buf[i..]
+}
+
+/// Appends the decimal digits of `n`.
+pub(crate) fn push_u64(out: &mut String, n: u64) {
+    push_ascii(out, digits(&mut [0; 20], n));
 }
 
 /// Appends `n` in decimal, with a leading `-` when negative.
@@ -264,7 +283,24 @@ mod tests {
             f(&mut s);
             s
         };
-        for n in [0, 7, 10, 99, 1000, u64::MAX] {
+        let mut cases = vec![
+            0,
+            7,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1_000_000,
+            u64::MAX,
+        ];
+        cases.extend((0..20).map(|p| 10u64.pow(p)));
+        cases.extend((1..20).map(|p| 10u64.pow(p) - 1));
+        for n in cases {
+            assert_eq!(digits(&mut [0; 20], n), n.to_string().as_bytes(), "{n}");
             assert_eq!(text(&|s| push_u64(s, n)), n.to_string());
         }
         for n in [0, -1, 42, i64::MIN, i64::MAX] {

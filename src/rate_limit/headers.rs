@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::local::Outcome;
 use super::policy::Policy;
 use super::quota::ceil_secs;
+use crate::json::digits;
 
 pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -129,47 +130,16 @@ const STACK_VALUE: usize = 84;
 /// least `prefix.len() + 43` bytes; returns the length written.
 #[inline]
 fn ratelimit_into(out: &mut [u8], prefix: &[u8], remaining: u32, reset: u64) -> usize {
-    let mut n = prefix.len();
-    out[..n].copy_from_slice(prefix);
-    n += decimal(&mut out[n..], u64::from(remaining));
-    out[n..n + 3].copy_from_slice(b";t=");
-    n += 3;
-    n + decimal(&mut out[n..], reset)
-}
-
-/// Two-digit pairs "00" to "99".
-const PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
-/// Writes the decimal digits of `n` at the start of `out` (which holds at least
-/// 20 bytes), two at a time; returns how many.
-#[inline]
-fn decimal(out: &mut [u8], mut n: u64) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    while n >= 100 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        i -= 2;
-        tmp[i] = PAIRS[pair];
-        tmp[i + 1] = PAIRS[pair + 1];
-    }
-    if n >= 10 {
-        let pair = n as usize * 2;
-        i -= 2;
-        tmp[i] = PAIRS[pair];
-        tmp[i + 1] = PAIRS[pair + 1];
-    } else {
-        i -= 1;
-        tmp[i] = b'0' + n as u8;
-    }
-    let len = tmp.len() - i;
-    out[..len].copy_from_slice(&tmp[i..]);
-    len
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        out[n..n + bytes.len()].copy_from_slice(bytes);
+        n += bytes.len();
+    };
+    put(prefix);
+    put(digits(&mut [0; 20], u64::from(remaining)));
+    put(b";t=");
+    put(digits(&mut [0; 20], reset));
+    n
 }
 
 #[cfg(test)]
@@ -258,9 +228,12 @@ mod tests {
         cases.extend((0..20).map(|p| 10u64.pow(p)));
         cases.extend((1..20).map(|p| 10u64.pow(p) - 1));
         for n in cases {
-            let mut out = [b'x'; 21];
-            let len = decimal(&mut out, n);
-            assert_eq!(&out[..len], n.to_string().as_bytes(), "{n}");
+            let reset = n;
+            let remaining = u32::try_from(n).unwrap_or(u32::MAX);
+            let mut out = [b'x'; 3 + 43 + 1];
+            let len = ratelimit_into(&mut out, b"\"p\"", remaining, reset);
+            let expected = format!("\"p\"{remaining};t={reset}");
+            assert_eq!(&out[..len], expected.as_bytes(), "{n}");
             assert_eq!(out[len], b'x', "{n}: nothing written past the digits");
         }
     }
