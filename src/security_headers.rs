@@ -542,7 +542,6 @@ where
         };
         ResponseFuture {
             inner: self.inner.call(req),
-            set: self.layer.set.clone(),
             template: self.template.clone(),
             hsts,
             strip: self.layer.strip,
@@ -555,7 +554,6 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        set: Set,
         template: Arc<HeaderMap>,
         hsts: Option<HeaderValue>,
         strip: bool,
@@ -573,7 +571,6 @@ where
         let mut response = std::task::ready!(this.inner.poll(cx))?;
         apply(
             response.headers_mut(),
-            this.set.as_slice(),
             this.template,
             this.hsts.take(),
             *this.strip,
@@ -593,13 +590,7 @@ fn template(set: &[Pair]) -> HeaderMap {
 }
 
 #[inline]
-fn apply(
-    headers: &mut HeaderMap,
-    set: &[Pair],
-    template: &HeaderMap,
-    hsts: Option<HeaderValue>,
-    strip: bool,
-) {
+fn apply(headers: &mut HeaderMap, template: &HeaderMap, hsts: Option<HeaderValue>, strip: bool) {
     if headers.len() < template.len() {
         // Fewer headers of its own than we add (the usual API response): start
         // from a copy of ours, which costs no hashing, and put the response's
@@ -607,7 +598,7 @@ fn apply(
         let own = std::mem::replace(headers, template.clone());
         merge(headers, own, strip);
     } else {
-        add_missing(headers, set, strip);
+        add_missing(headers, template, strip);
     }
     if let Some(value) = hsts
         && let Entry::Vacant(slot) = headers.entry(header::STRICT_TRANSPORT_SECURITY)
@@ -640,7 +631,7 @@ fn merge(headers: &mut HeaderMap, own: HeaderMap, strip: bool) {
 }
 
 /// Adds each header of `set` the response does not have.
-fn add_missing(headers: &mut HeaderMap, set: &[Pair], strip: bool) {
+fn add_missing(headers: &mut HeaderMap, set: &HeaderMap, strip: bool) {
     if strip {
         headers.remove(header::SERVER);
         headers.remove(X_POWERED_BY);
