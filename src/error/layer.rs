@@ -15,7 +15,6 @@ use super::future::{Failure, ResponseFuture};
 use super::log::panic_message;
 use crate::body::{AnyBody, ResponseMode};
 use crate::config::ConfigError;
-use crate::request_id::RequestId;
 
 /// A boxed error, as tower middleware produces them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -175,16 +174,6 @@ impl<S: fmt::Debug, M> fmt::Debug for ErrorService<S, M> {
     }
 }
 
-/// `id` when no request id is in scope. Out of line: in the canonical stack the
-/// scope is always there, and the check should not weigh on `call`.
-#[cold]
-#[inline(never)]
-fn unscoped(id: &RequestId) -> Option<Box<RequestId>> {
-    crate::request_id::current()
-        .is_none()
-        .then(|| Box::new(id.clone()))
-}
-
 impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -214,7 +203,7 @@ where
         // Kept for answers made without a response (panics, errors). Problems pick
         // up the id of the request in scope themselves; copy it only when that is
         // missing, which spares the copy in the canonical stack.
-        let request_id = req.extensions().get::<RequestId>().and_then(unscoped);
+        let request_id = crate::request_id::for_later(req.extensions()).map(Box::new);
         let renderer = self.renderer.clone();
         if let Some(failure) = self.failed.take() {
             return ResponseFuture::failed(failure, renderer, request_id);
@@ -242,6 +231,7 @@ mod tests {
     use super::*;
     use crate::body::ResponseBody;
     use crate::error::{Code, Problem};
+    use crate::request_id::RequestId;
 
     type Res = Response<Full<Bytes>>;
 

@@ -4,7 +4,6 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -146,12 +145,12 @@ where
         req.headers_mut()
             .insert(X_REQUEST_ID, id.header_value().clone());
         req.extensions_mut().insert(id.clone());
+        // The id goes with the future and is in scope while it is called and
+        // polled, so that handlers read it with `current()`.
+        let mut id = Some(id);
         let inner = &mut self.inner;
-        let future = super::sync_scope(id.clone(), || inner.call(req));
-        ResponseFuture {
-            inner: super::CURRENT.scope(id.clone(), future),
-            id: Some(id),
-        }
+        let future = super::enter(&mut id, || inner.call(req));
+        ResponseFuture { inner: future, id }
     }
 }
 
@@ -159,7 +158,8 @@ pin_project! {
     /// The response future of [`RequestIdService`].
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<RequestId, F>,
+        inner: F,
+        // In scope while `inner` is polled; then on the response.
         id: Option<RequestId>,
     }
 }
@@ -172,7 +172,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let inner = this.inner;
+        let mut response = std::task::ready!(super::enter(this.id, || inner.poll(cx)))?;
         if let Some(id) = this.id.take() {
             response
                 .headers_mut()

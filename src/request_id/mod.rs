@@ -65,15 +65,17 @@
 
 mod layer;
 mod make;
+mod scoped;
 
 use std::fmt;
-use std::future::Future;
 
 use http::HeaderValue;
 use http::header::HeaderName;
 
 pub use self::layer::{RequestIdLayer, RequestIdService, ResponseFuture};
 pub use self::make::{MakeRequestId, MakeUuidV7};
+pub use self::scoped::{Scoped, current, scope, spawn};
+pub(crate) use self::scoped::{enter, for_later};
 
 /// The canonical request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -173,58 +175,6 @@ pub fn is_valid(bytes: &[u8]) -> bool {
             b.is_ascii_alphanumeric()
                 || matches!(b, b'.' | b'_' | b':' | b'@' | b'/' | b'+' | b'=' | b'-')
         })
-}
-
-tokio::task_local! {
-    static CURRENT: RequestId;
-}
-
-/// The id of the request whose future is running, if any.
-///
-/// Works in handler code and in everything it awaits, because [`RequestIdLayer`]
-/// runs the inner service inside a task-local scope. Code in a task started with
-/// `tokio::spawn` is outside that scope: start it with [`spawn`] instead, or wrap its
-/// future with [`scope`].
-pub fn current() -> Option<RequestId> {
-    CURRENT.try_with(RequestId::clone).ok()
-}
-
-/// Runs `future` with `id` as the [`current()`] request id.
-pub fn scope<F: Future>(
-    id: RequestId,
-    future: F,
-) -> tokio::task::futures::TaskLocalFuture<RequestId, F> {
-    CURRENT.scope(id, future)
-}
-
-/// `tokio::spawn`, carrying the current request id (if any) into the new task.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// use tower_ops::request_id::{self, RequestId};
-///
-/// let id = RequestId::new("job-7").unwrap();
-/// let seen = request_id::scope(id, async {
-///     request_id::spawn(async { request_id::current() }).await.unwrap()
-/// })
-/// .await;
-/// assert_eq!(seen.unwrap().as_str(), "job-7");
-/// # }
-/// ```
-pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match current() {
-        Some(id) => tokio::spawn(CURRENT.scope(id, future)),
-        None => tokio::spawn(future),
-    }
-}
-
-pub(crate) fn sync_scope<R>(id: RequestId, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(id, f)
 }
 
 #[cfg(test)]

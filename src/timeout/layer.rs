@@ -10,7 +10,6 @@ use super::future::ResponseFuture;
 use crate::body_limit::routes::Routes;
 use crate::config::{self, ConfigError};
 use crate::error::Renderer;
-use crate::request_id::RequestId;
 
 /// The default timeout: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -174,7 +173,8 @@ where
         // The clock starts now; the timer itself is only registered if the inner
         // future does not finish on its first poll.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
-        let request_id = req.extensions().get::<RequestId>().cloned();
+        // Inside a request id scope, the 504 picks the id up itself.
+        let request_id = crate::request_id::for_later(req.extensions());
         let future = self.inner.call(req);
         ResponseFuture::new(future, deadline, timeout, request_id, &self.config)
     }
