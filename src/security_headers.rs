@@ -81,7 +81,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use http::header::{self, Entry, HeaderName};
@@ -464,7 +464,7 @@ impl<S> Layer<S> for SecurityHeadersLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SecurityHeaders {
             inner,
-            template: Arc::new(template(self.set.as_slice())),
+            template: Template::of(&self.set),
             layer: self.clone(),
         }
     }
@@ -477,7 +477,41 @@ pub struct SecurityHeaders<S> {
     layer: SecurityHeadersLayer,
     /// The headers as a map, built once, that a response with fewer headers of
     /// its own starts from (see [`apply`]).
-    template: Arc<HeaderMap>,
+    template: Template,
+}
+
+/// The map of a header set. The presets' maps are built once per process and
+/// borrowed for good, so that cloning the service (axum does, per request) and
+/// handing the map to each response future count no references; any other set
+/// gets its own map, shared by reference count.
+#[derive(Clone, Debug)]
+enum Template {
+    Static(&'static HeaderMap),
+    Shared(Arc<HeaderMap>),
+}
+
+impl Template {
+    fn of(set: &Set) -> Self {
+        static API_MAP: LazyLock<HeaderMap> = LazyLock::new(|| template(&API));
+        static WEB_MAP: LazyLock<HeaderMap> = LazyLock::new(|| template(&WEB));
+        match set {
+            Set::Static(pairs) if std::ptr::eq(*pairs, API.as_slice()) => Self::Static(&API_MAP),
+            Set::Static(pairs) if std::ptr::eq(*pairs, WEB.as_slice()) => Self::Static(&WEB_MAP),
+            _ => Self::Shared(Arc::new(template(set.as_slice()))),
+        }
+    }
+}
+
+impl std::ops::Deref for Template {
+    type Target = HeaderMap;
+
+    #[inline]
+    fn deref(&self) -> &HeaderMap {
+        match self {
+            Self::Static(map) => map,
+            Self::Shared(map) => map,
+        }
+    }
 }
 
 impl<S> SecurityHeaders<S> {
@@ -554,7 +588,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        template: Arc<HeaderMap>,
+        template: Template,
         hsts: Option<HeaderValue>,
         strip: bool,
     }
@@ -654,6 +688,34 @@ mod tests {
 
     use super::*;
     use crate::client_ip::ClientIpLayer;
+
+    #[test]
+    fn presets_borrow_one_map_and_custom_sets_get_their_own() {
+        let map = |layer: &SecurityHeadersLayer| layer.layer(()).template;
+        for (layer, pairs) in [
+            (SecurityHeadersLayer::api(), &API[..]),
+            (SecurityHeadersLayer::web(), &WEB[..]),
+        ] {
+            let (a, b) = (map(&layer), map(&layer.clone()));
+            match (&a, &b) {
+                (Template::Static(a), Template::Static(b)) => assert!(std::ptr::eq(*a, *b)),
+                other => panic!("a preset got its own map: {other:?}"),
+            }
+            assert_eq!(*a, template(pairs));
+        }
+        let custom = SecurityHeadersLayer::api().header(
+            HeaderName::from_static("x-custom"),
+            HeaderValue::from_static("1"),
+        );
+        let own = map(&custom);
+        assert!(matches!(own, Template::Shared(_)));
+        assert_eq!(own.get("x-custom").unwrap(), "1");
+        assert_eq!(own.len(), API.len() + 1);
+        assert!(matches!(
+            map(&SecurityHeadersLayer::off()),
+            Template::Shared(_)
+        ));
+    }
 
     async fn run(
         layer: SecurityHeadersLayer,
