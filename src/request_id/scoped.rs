@@ -164,7 +164,7 @@ mod tests {
         let mut slot = Some(id("outer"));
         let seen = enter(&mut slot, || {
             let mut inner = Some(id("inner"));
-            let nested = enter(&mut inner, || current());
+            let nested = enter(&mut inner, current);
             assert_eq!(
                 inner,
                 Some(id("inner")),
