@@ -53,7 +53,8 @@ pub(crate) fn in_scope() -> bool {
 /// provide it (no [`RequestIdLayer`](super::RequestIdLayer) outside the caller).
 /// Inside such a scope, answers pick the id up themselves and nothing is copied.
 pub(crate) fn for_later(extensions: &http::Extensions) -> Option<RequestId> {
-    if in_scope() {
+    // No extensions at all (a bare service) is the cheapest check, then the scope.
+    if extensions.is_empty() || in_scope() {
         return None;
     }
     extensions.get::<RequestId>().cloned()
