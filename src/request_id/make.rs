@@ -60,8 +60,8 @@ impl MakeUuidV7 {
 }
 
 /// Bytes of each thread's ids are carved from one shared buffer, so an id
-/// costs no allocation of its own and its clones (header, extensions, the
-/// task-local) only count references. A buffer is freed once every id cut
+/// costs no allocation of its own and its clones (headers, extensions, the
+/// log line) only count references. A buffer is freed once every id cut
 /// from it is gone; a long-lived id keeps at most `POOL_CHUNK` bytes alive.
 const POOL_CHUNK: usize = 2048;
 
