@@ -8,8 +8,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    ClientRequestId, IncomingPolicy, MakeRequestId, MakeUuidV7, RequestId, X_CORRELATION_ID,
-    X_REQUEST_ID,
+    ClientRequestId, IncomingPolicy, MakeRequestId, MakeUuidV7, RequestId, Scoped,
+    X_CORRELATION_ID, X_REQUEST_ID,
 };
 
 /// Sets, validates and echoes the request id. See the [module docs](super).
@@ -150,17 +150,19 @@ where
         let mut id = Some(id);
         let inner = &mut self.inner;
         let future = super::enter(&mut id, || inner.call(req));
-        ResponseFuture { inner: future, id }
+        ResponseFuture {
+            inner: Scoped::with_slot(future, id),
+        }
     }
 }
 
 pin_project! {
     /// The response future of [`RequestIdService`].
     pub struct ResponseFuture<F> {
+        // The id is in scope while the inner future is polled, then goes on
+        // the response.
         #[pin]
-        inner: F,
-        // In scope while `inner` is polled; then on the response.
-        id: Option<RequestId>,
+        inner: Scoped<F>,
     }
 }
 
@@ -171,10 +173,9 @@ where
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let inner = this.inner;
-        let mut response = std::task::ready!(super::enter(this.id, || inner.poll(cx)))?;
-        if let Some(id) = this.id.take() {
+        let mut inner = self.project().inner;
+        let mut response = std::task::ready!(inner.as_mut().poll(cx))?;
+        if let Some(id) = inner.take_id() {
             response
                 .headers_mut()
                 .insert(X_REQUEST_ID, id.header_value().clone());

@@ -26,27 +26,25 @@ thread_local! {
 /// inside a scope. Code in a task started with `tokio::spawn` is outside that
 /// scope: start it with [`spawn`] instead, or wrap its future with [`scope`].
 pub fn current() -> Option<RequestId> {
-    CURRENT
-        .try_with(|slot| {
-            let id = slot.take();
-            let copy = id.clone();
-            slot.set(id);
-            copy
-        })
-        .ok()
-        .flatten()
+    peek(|id| id.cloned()).flatten()
 }
 
 /// Whether a request id is in scope, without copying it.
 pub(crate) fn in_scope() -> bool {
+    peek(|id| id.is_some()).unwrap_or(false)
+}
+
+/// Looks at the slot without taking the id out for good; `None` while the
+/// thread's locals are torn down.
+fn peek<R>(f: impl FnOnce(Option<&RequestId>) -> R) -> Option<R> {
     CURRENT
         .try_with(|slot| {
             let id = slot.take();
-            let some = id.is_some();
+            let seen = f(id.as_ref());
             slot.set(id);
-            some
+            seen
         })
-        .unwrap_or(false)
+        .ok()
 }
 
 /// A copy of the request's id for an answer made later, when no scope will
@@ -89,10 +87,7 @@ pub(crate) fn enter<R>(slot: &mut Option<RequestId>, f: impl FnOnce() -> R) -> R
 
 /// Runs `future` with `id` as the [`current()`] request id.
 pub fn scope<F: Future>(id: RequestId, future: F) -> Scoped<F> {
-    Scoped {
-        future,
-        id: Some(id),
-    }
+    Scoped::with_slot(future, Some(id))
 }
 
 pin_project! {
@@ -101,6 +96,18 @@ pin_project! {
         #[pin]
         future: F,
         id: Option<RequestId>,
+    }
+}
+
+impl<F> Scoped<F> {
+    /// `future` with `id` (the slot [`enter`] lent during its call, if any).
+    pub(crate) fn with_slot(future: F, id: Option<RequestId>) -> Self {
+        Self { future, id }
+    }
+
+    /// The id, once the future is done with it.
+    pub(crate) fn take_id(self: Pin<&mut Self>) -> Option<RequestId> {
+        self.project().id.take()
     }
 }
 
