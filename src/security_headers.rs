@@ -465,7 +465,8 @@ impl<S> Layer<S> for SecurityHeadersLayer {
         SecurityHeaders {
             inner,
             template: Template::of(&self.set),
-            layer: self.clone(),
+            hsts: self.hsts.clone(),
+            strip: self.strip,
         }
     }
 }
@@ -474,7 +475,10 @@ impl<S> Layer<S> for SecurityHeadersLayer {
 #[derive(Clone, Debug)]
 pub struct SecurityHeaders<S> {
     inner: S,
-    layer: SecurityHeadersLayer,
+    /// Sent only to requests that came over HTTPS.
+    hsts: Option<HeaderValue>,
+    /// Whether `Server` and `X-Powered-By` are removed.
+    strip: bool,
     /// The headers as a map, built once, that a response with fewer headers of
     /// its own starts from (see [`apply`]).
     template: Template,
@@ -570,7 +574,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let hsts = match &self.layer.hsts {
+        let hsts = match &self.hsts {
             Some(value) if is_https(&req) => Some(value.clone()),
             _ => None,
         };
@@ -578,7 +582,7 @@ where
             inner: self.inner.call(req),
             template: self.template.clone(),
             hsts,
-            strip: self.layer.strip,
+            strip: self.strip,
         }
     }
 }
