@@ -211,6 +211,28 @@ pub(crate) fn push_f64(out: &mut String, value: f64) {
     };
 }
 
+/// Numbers around every digit-count boundary, for the integer writers' tests.
+#[cfg(test)]
+pub(crate) fn number_cases() -> Vec<u64> {
+    let mut cases = vec![
+        0,
+        7,
+        9,
+        10,
+        11,
+        99,
+        100,
+        101,
+        999,
+        1000,
+        1_000_000,
+        u64::MAX,
+    ];
+    cases.extend((0..20).map(|p| 10u64.pow(p)));
+    cases.extend((1..20).map(|p| 10u64.pow(p) - 1));
+    cases
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -283,23 +305,7 @@ mod tests {
             f(&mut s);
             s
         };
-        let mut cases = vec![
-            0,
-            7,
-            9,
-            10,
-            11,
-            99,
-            100,
-            101,
-            999,
-            1000,
-            1_000_000,
-            u64::MAX,
-        ];
-        cases.extend((0..20).map(|p| 10u64.pow(p)));
-        cases.extend((1..20).map(|p| 10u64.pow(p) - 1));
-        for n in cases {
+        for n in number_cases() {
             assert_eq!(digits(&mut [0; 20], n), n.to_string().as_bytes(), "{n}");
             assert_eq!(text(&|s| push_u64(s, n)), n.to_string());
         }

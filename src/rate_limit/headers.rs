@@ -211,23 +211,7 @@ mod tests {
 
     #[test]
     fn numbers() {
-        let mut cases = vec![
-            0,
-            7,
-            9,
-            10,
-            11,
-            99,
-            100,
-            101,
-            999,
-            1000,
-            1_000_000,
-            u64::MAX,
-        ];
-        cases.extend((0..20).map(|p| 10u64.pow(p)));
-        cases.extend((1..20).map(|p| 10u64.pow(p) - 1));
-        for n in cases {
+        for n in crate::json::number_cases() {
             let reset = n;
             let remaining = u32::try_from(n).unwrap_or(u32::MAX);
             let mut out = [b'x'; 3 + 43 + 1];
