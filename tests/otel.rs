@@ -516,14 +516,9 @@ fn init_from_env_gives_json_logs_and_export_in_one_call() {
             ("LOG_LEVEL", "info"),
         ],
     );
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("request completed"))
-        .unwrap_or_else(|| panic!("no request line in {stdout}"));
-    // The harness may print on the same line before the JSON object.
-    let line: Value = serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap();
-    assert_eq!(line["trace_id"], TRACE);
-    let spans = receiver.spans.lock().unwrap().clone();
+    assert!(stdout.contains("outgoing traceparent: true"), "{stdout}");
+    assert_eq!(request_line(&stdout)["trace_id"], TRACE);
+    let spans = server_spans(&receiver);
     assert_eq!(spans.len(), 1, "exported before the child exited");
     assert_eq!(hex(&spans[0].parent_span_id), PARENT);
     let resource = receiver.resource.lock().unwrap().clone();
@@ -536,6 +531,99 @@ fn init_from_env_gives_json_logs_and_export_in_one_call() {
     }
 }
 
+/// The `request completed` line in a child's output.
+fn request_line(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("request completed"))
+        .unwrap_or_else(|| panic!("no request line in {stdout}"));
+    // The harness may print on the same line before the JSON object.
+    serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap()
+}
+
+/// The server spans a child exported (it also exports the span of its
+/// [`outgoing_has_traceparent`] check).
+fn server_spans(receiver: &Receiver) -> Vec<ProtoSpan> {
+    let spans = receiver.spans.lock().unwrap();
+    spans
+        .iter()
+        .filter(|s| s.name != "outgoing")
+        .cloned()
+        .collect()
+}
+
+/// Whether `PropagateContext` writes a `traceparent` from inside a span.
+async fn outgoing_has_traceparent() -> bool {
+    use tower::{Service, ServiceExt, service_fn};
+    use tower_layer::Layer;
+    let mut client = tower_ops::otel::PropagateContextLayer::new().layer(service_fn(
+        |req: axum::http::Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(req.headers().contains_key("traceparent"))
+        },
+    ));
+    client.ready().await.unwrap();
+    let span = tracing::info_span!("outgoing");
+    let call = span.in_scope(|| client.call(axum::http::Request::new(())));
+    call.await.unwrap()
+}
+
+#[test]
+fn propagators_without_trace_context_ignore_and_send_no_traceparent() {
+    let (collector, receiver) = start_receiver();
+    let endpoint = format!("http://{collector}");
+    let stdout = child(
+        "env_child",
+        &[
+            ("OTEL_TEST_MODE", "serve"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_PROPAGATORS", "baggage"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    assert!(stdout.contains("outgoing traceparent: false"), "{stdout}");
+    let line = request_line(&stdout);
+    let spans = server_spans(&receiver);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    // A trace of its own, not the caller's.
+    assert_ne!(hex(&spans[0].trace_id), TRACE);
+    assert!(spans[0].parent_span_id.is_empty());
+    assert_eq!(line["trace_id"], hex(&spans[0].trace_id));
+}
+
+#[test]
+fn sdk_disabled_exports_nothing_and_keeps_the_callers_trace() {
+    let (collector, receiver) = start_receiver();
+    let endpoint = format!("http://{collector}");
+    let stdout = child(
+        "env_child",
+        &[
+            ("OTEL_TEST_MODE", "serve"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    assert!(stdout.contains("outgoing traceparent: true"), "{stdout}");
+    assert_eq!(request_line(&stdout)["trace_id"], TRACE);
+    assert!(receiver.spans.lock().unwrap().is_empty());
+}
+
+#[test]
+fn from_env_reads_signal_variables_propagators_and_the_switch() {
+    child(
+        "env_child",
+        &[
+            ("OTEL_TEST_MODE", "valid"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_PROPAGATORS", " baggage , baggage "),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    );
+}
+
 #[test]
 fn from_env_lists_every_bad_value() {
     child(
@@ -544,6 +632,11 @@ fn from_env_lists_every_bad_value() {
             ("OTEL_TEST_MODE", "invalid"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0"),
+            ("OTEL_PROPAGATORS", "tracecontext,b3"),
+            ("OTEL_SDK_DISABLED", "maybe"),
             ("OTEL_TRACES_SAMPLER", "sometimes"),
             ("OTEL_TRACES_SAMPLER_ARG", "2"),
         ],
@@ -564,8 +657,20 @@ fn env_child() {
                 let server = serve(app()).await;
                 let response = http_get(server, "/users/3", &traceparent(TRACE)).await;
                 assert_eq!(response.status, 200);
+                println!("outgoing traceparent: {}", outgoing_has_traceparent().await);
                 otel.shutdown().unwrap();
             });
+        }
+        Ok("valid") => {
+            let builder = format!("{:?}", OtelBuilder::from_env().unwrap());
+            for expected in [
+                "protocol: HttpProtobuf",
+                "timeout: 2.5s",
+                "propagators: Propagators { trace_context: false, baggage: true }",
+                "disabled: true",
+            ] {
+                assert!(builder.contains(expected), "{expected} in {builder}");
+            }
         }
         Ok("invalid") => {
             let err = OtelBuilder::from_env().unwrap_err();
@@ -575,11 +680,18 @@ fn env_child() {
                 [
                     "OTEL_EXPORTER_OTLP_ENDPOINT",
                     "OTEL_EXPORTER_OTLP_PROTOCOL",
+                    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                    "OTEL_EXPORTER_OTLP_TIMEOUT",
+                    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                    "OTEL_PROPAGATORS",
+                    "OTEL_SDK_DISABLED",
                     "OTEL_TRACES_SAMPLER_ARG",
                     "OTEL_TRACES_SAMPLER"
                 ],
                 "{err}"
             );
+            let text = err.to_string();
+            assert!(text.contains("\"b3\" is not built in"), "{text}");
         }
         _ => {}
     }

@@ -67,6 +67,7 @@ fn from_env_lists_every_problem() {
         ("BODY_LIMIT_BYTES", "1MB"),
         ("HEALTH_CHECK_TIMEOUT_MS", "fast"),
         ("SHUTDOWN_TIMEOUT_MS", "later"),
+        ("OTEL_PROPAGATORS", "b3"),
     ];
     assert!(common::child_with_env("env_child", &bad));
     assert!(common::child_with_env(
@@ -108,4 +109,9 @@ fn env_child() {
     ] {
         assert!(vars.iter().any(|v| v == var), "{var} missing from: {text}");
     }
+    assert_eq!(
+        vars.iter().any(|v| v == "OTEL_PROPAGATORS"),
+        cfg!(feature = "otel"),
+        "{text}"
+    );
 }

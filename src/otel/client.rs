@@ -95,8 +95,9 @@ where
 fn inject(headers: &mut http::HeaderMap) {
     let cx = tracing::Span::current().context();
     global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
-    // Without the global propagators installed, still send a W3C traceparent.
-    if !headers.contains_key(TRACEPARENT) {
+    // Without the global propagators installed, still send a W3C traceparent
+    // (unless they were installed without it on purpose).
+    if super::trace_context_on() && !headers.contains_key(TRACEPARENT) {
         let span = cx.span();
         let sc = span.span_context();
         if let (Some(trace), Some(span)) = (

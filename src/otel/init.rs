@@ -69,12 +69,114 @@ impl Sampler {
     }
 }
 
+/// The context formats read from incoming requests and written on outgoing ones
+/// (`OTEL_PROPAGATORS`). Both W3C formats by default.
+///
+/// ```
+/// use tower_ops::otel::Propagators;
+///
+/// assert_eq!(Propagators::parse("tracecontext,baggage"), Ok(Propagators::default()));
+/// assert_eq!(Propagators::parse("none"), Ok(Propagators::none()));
+/// assert!(Propagators::parse("b3").is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Propagators {
+    trace_context: bool,
+    baggage: bool,
+}
+
+impl Default for Propagators {
+    fn default() -> Self {
+        Self {
+            trace_context: true,
+            baggage: true,
+        }
+    }
+}
+
+impl Propagators {
+    /// No propagation: incoming `traceparent` headers do not parent server spans
+    /// (each request starts a trace of its own) and outgoing requests carry none.
+    pub const fn none() -> Self {
+        Self {
+            trace_context: false,
+            baggage: false,
+        }
+    }
+
+    /// W3C trace context (`traceparent`, `tracestate`) on or off.
+    pub const fn trace_context(mut self, on: bool) -> Self {
+        self.trace_context = on;
+        self
+    }
+
+    /// W3C baggage on or off.
+    pub const fn baggage(mut self, on: bool) -> Self {
+        self.baggage = on;
+        self
+    }
+
+    /// Parses an `OTEL_PROPAGATORS` list: `tracecontext`, `baggage`, or `none`
+    /// alone, separated by commas. Other formats (`b3`, `jaeger`, `xray`, ...)
+    /// are not built in and are an error, as is an empty list.
+    pub fn parse(list: &str) -> Result<Self, PropagatorsError> {
+        let mut parsed = Self::none();
+        let mut none = false;
+        let mut count = 0;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            count += 1;
+            match name {
+                "tracecontext" => parsed.trace_context = true,
+                "baggage" => parsed.baggage = true,
+                "none" => none = true,
+                other => return Err(PropagatorsError(Some(other.to_owned()))),
+            }
+        }
+        if count == 0 || (none && count > 1) {
+            return Err(PropagatorsError(None));
+        }
+        Ok(parsed)
+    }
+
+    fn install(self) {
+        let mut list: Vec<Box<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>> =
+            Vec::new();
+        if self.trace_context {
+            list.push(Box::new(TraceContextPropagator::new()));
+        }
+        if self.baggage {
+            list.push(Box::new(BaggagePropagator::new()));
+        }
+        global::set_text_map_propagator(TextMapCompositePropagator::new(list));
+        super::set_trace_context(self.trace_context);
+    }
+}
+
+/// An `OTEL_PROPAGATORS` list that [`Propagators::parse`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropagatorsError(Option<String>);
+
+impl fmt::Display for PropagatorsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(name) => write!(
+                f,
+                "propagator {name:?} is not built in (tracecontext, baggage or none)"
+            ),
+            None => f.write_str("expected tracecontext and/or baggage, or none alone"),
+        }
+    }
+}
+
+impl std::error::Error for PropagatorsError {}
+
 type CustomExporter =
     Box<dyn FnOnce(sdktrace::TracerProviderBuilder) -> sdktrace::TracerProviderBuilder + Send>;
 
 /// Sets up OpenTelemetry tracing: a tracer provider exporting over OTLP, the W3C
-/// trace-context and baggage propagators, and (with [`init`](Self::init)) our
-/// logging with the OpenTelemetry layer in one subscriber.
+/// trace-context and baggage propagators (see [`Propagators`]), and (with
+/// [`init`](Self::init)) our logging with the OpenTelemetry layer in one
+/// subscriber.
 ///
 /// ```no_run
 /// # #[tokio::main]
@@ -101,6 +203,9 @@ pub struct OtelBuilder {
     sampler: Sampler,
     timeout: Duration,
     exporter: Option<CustomExporter>,
+    propagators: Propagators,
+    /// `OTEL_SDK_DISABLED`: nothing exported.
+    disabled: bool,
     log: Option<LogBuilder>,
 }
 
@@ -112,6 +217,8 @@ impl fmt::Debug for OtelBuilder {
             .field("service_name", &self.service_name)
             .field("sampler", &self.sampler)
             .field("timeout", &self.timeout)
+            .field("propagators", &self.propagators)
+            .field("disabled", &self.disabled)
             .field("custom_exporter", &self.exporter.is_some())
             .finish_non_exhaustive()
     }
@@ -137,16 +244,31 @@ impl OtelBuilder {
             sampler: Sampler::default(),
             timeout: Duration::from_secs(10),
             exporter: None,
+            propagators: Propagators::default(),
+            disabled: false,
             log: None,
         }
     }
 
-    /// Reads `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
-    /// used verbatim), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`),
-    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`; `OTEL_SERVICE_NAME` and
-    /// `OTEL_RESOURCE_ATTRIBUTES` are read when the provider is built. The log
-    /// variables (`LOG_FORMAT`, `LOG_LEVEL`, `RUST_LOG`) are read too, for
-    /// [`init`](Self::init). Every invalid value is listed in the error.
+    /// Reads the standard variables, every invalid value listed in the error:
+    ///
+    /// - `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    ///   used verbatim);
+    /// - `OTEL_EXPORTER_OTLP_PROTOCOL` or `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`
+    ///   (`grpc` or `http/protobuf`);
+    /// - `OTEL_EXPORTER_OTLP_TIMEOUT` or `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`
+    ///   (milliseconds);
+    /// - `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`;
+    /// - `OTEL_PROPAGATORS` (see [`Propagators::parse`]);
+    /// - `OTEL_SDK_DISABLED` (`true`: nothing is exported, see
+    ///   [`disabled`](Self::disabled)).
+    ///
+    /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read when the
+    /// provider is built, `OTEL_EXPORTER_OTLP_HEADERS` (and its traces variant)
+    /// by the exporter. TLS follows the endpoint's scheme, so
+    /// `OTEL_EXPORTER_OTLP_INSECURE` has nothing to decide. The log variables
+    /// (`LOG_FORMAT`, `LOG_LEVEL`, `RUST_LOG`) are read too, for
+    /// [`init`](Self::init).
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let mut builder = Self::new();
@@ -163,14 +285,41 @@ impl OtelBuilder {
                 }
             }
         }
-        match config::var("OTEL_EXPORTER_OTLP_PROTOCOL", &mut errors).as_deref() {
-            None | Some("grpc") => {}
-            Some("http/protobuf") => builder.protocol = Protocol::HttpProtobuf,
-            Some(other) => errors.push(
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                other,
-                "grpc or http/protobuf",
-            ),
+        // The traces-specific variable wins over the general one, as for endpoints.
+        for name in [
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ] {
+            match config::var(name, &mut errors).as_deref() {
+                None => {}
+                Some("grpc") => builder.protocol = Protocol::Grpc,
+                Some("http/protobuf") => builder.protocol = Protocol::HttpProtobuf,
+                Some(other) => errors.push(name, other, "grpc or http/protobuf"),
+            }
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        ] {
+            if let Some(v) = config::var(name, &mut errors) {
+                match v.parse::<u64>() {
+                    Ok(ms) if ms > 0 => builder.timeout = Duration::from_millis(ms),
+                    _ => errors.push(name, &v, "a positive number of milliseconds"),
+                }
+            }
+        }
+        if let Some(v) = config::var("OTEL_PROPAGATORS", &mut errors) {
+            match Propagators::parse(&v) {
+                Ok(p) => builder.propagators = p,
+                Err(e) => errors.push("OTEL_PROPAGATORS", &v, e.to_string()),
+            }
+        }
+        if let Some(v) = config::var("OTEL_SDK_DISABLED", &mut errors) {
+            if v.eq_ignore_ascii_case("true") {
+                builder.disabled = true;
+            } else if !v.eq_ignore_ascii_case("false") {
+                errors.push("OTEL_SDK_DISABLED", &v, "true or false");
+            }
         }
         let arg = config::var("OTEL_TRACES_SAMPLER_ARG", &mut errors);
         let ratio = match arg.as_deref().map(|a| a.trim().parse::<f64>()) {
@@ -243,6 +392,21 @@ impl OtelBuilder {
         self
     }
 
+    /// The context formats read and written (default: W3C trace context and
+    /// baggage).
+    pub fn propagators(mut self, propagators: Propagators) -> Self {
+        self.propagators = propagators;
+        self
+    }
+
+    /// With `true`, nothing is exported (the endpoint, a custom exporter and the
+    /// sampler are ignored). Trace context is still propagated: requests start no
+    /// sampled trace of their own and pass a caller's sampling decision on.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.disabled = disabled;
+        self
+    }
+
     /// How long one export may take (default 10 s).
     pub fn export_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -267,13 +431,22 @@ impl OtelBuilder {
     /// [`OtelGuard::layer`] to your own subscriber.
     pub fn build(self) -> Result<OtelGuard, OtelInitError> {
         let mut runtime = None;
-        let mut provider = SdkTracerProvider::builder().with_sampler(self.sampler.to_sdk());
+        // Disabled: no roots of our own, and the caller's decision passed on
+        // unchanged to the services we call.
+        let sampler = if self.disabled {
+            Sampler::ParentBasedAlwaysOff
+        } else {
+            self.sampler
+        };
+        let mut provider = SdkTracerProvider::builder().with_sampler(sampler.to_sdk());
         let mut resource = Resource::builder();
         if let Some(name) = &self.service_name {
             resource = resource.with_service_name(name.clone());
         }
         provider = provider.with_resource(resource.with_attributes(self.attributes).build());
-        if let Some(custom) = self.exporter {
+        if self.disabled {
+            // No exporter at all.
+        } else if let Some(custom) = self.exporter {
             provider = custom(provider);
         } else if let Some(endpoint) = &self.endpoint {
             if !valid_endpoint(endpoint) {
@@ -321,10 +494,7 @@ impl OtelBuilder {
             runtime = Some(rt);
         }
         let provider = provider.build();
-        global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ]));
+        self.propagators.install();
         global::set_tracer_provider(provider.clone());
         Ok(OtelGuard {
             provider: Some(provider),
@@ -502,6 +672,39 @@ mod tests {
             Some(Sampler::TraceIdRatio(1.0))
         );
         assert_eq!(Sampler::parse("sometimes", None), None);
+    }
+
+    #[test]
+    fn propagator_lists() {
+        let both = Propagators::default();
+        let none = Propagators::none();
+        for (list, expected) in [
+            ("tracecontext,baggage", both),
+            (" baggage , tracecontext ", both),
+            ("tracecontext", none.trace_context(true)),
+            ("baggage,baggage", none.baggage(true)),
+            ("none", none),
+            (",none,", none),
+        ] {
+            assert_eq!(Propagators::parse(list), Ok(expected), "{list}");
+        }
+        for list in [
+            "",
+            " , ",
+            "none,baggage",
+            "TraceContext",
+            "b3",
+            "tracecontext,xray",
+        ] {
+            let err = Propagators::parse(list).unwrap_err().to_string();
+            assert!(err.contains("tracecontext"), "{list}: {err}");
+        }
+        assert_eq!(
+            Propagators::parse("tracecontext,jaeger")
+                .unwrap_err()
+                .to_string(),
+            "propagator \"jaeger\" is not built in (tracecontext, baggage or none)"
+        );
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //!   over OTLP (gRPC by default, HTTP/protobuf as an option) when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the W3C trace-context and baggage
 //!   propagators, and our logging with the OpenTelemetry layer in the same
-//!   subscriber. `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`,
-//!   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
-//!   `OTEL_TRACES_SAMPLER_ARG` are honoured. Without an endpoint nothing is
-//!   exported, but trace ids are still made and propagated.
+//!   subscriber. The protocol, timeout and header variables (and their
+//!   `TRACES` variants), `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//!   `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_PROPAGATORS` and
+//!   `OTEL_SDK_DISABLED` are honoured ([`OtelBuilder::from_env`]). Without an
+//!   endpoint nothing is exported, but trace ids are still made and propagated.
 //! - [`RequestLogLayer`](crate::log::RequestLogLayer)'s `request` span becomes the
 //!   server span: a child of the incoming `traceparent`, named `{method} {route}`,
 //!   with `http.request.method`, `http.route`, `http.response.status_code`,
@@ -109,17 +110,36 @@ mod runtime;
 pub(crate) mod server;
 
 pub use self::client::{PropagateContext, PropagateContextLayer};
-pub use self::init::{OtelBuilder, OtelGuard, OtelInitError, Protocol, Sampler, init_from_env};
+pub use self::init::{
+    OtelBuilder, OtelGuard, OtelInitError, Propagators, PropagatorsError, Protocol, Sampler,
+    init_from_env,
+};
 
 pub use opentelemetry;
 pub use opentelemetry_otlp;
 pub use opentelemetry_sdk;
 pub use tracing_opentelemetry;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::trace_context::TraceId;
+
+/// Whether W3C trace context is propagated: unset (0) until an [`OtelBuilder`]
+/// installs its propagators, then on (1) or off (2).
+static TRACE_CONTEXT: AtomicU8 = AtomicU8::new(0);
+
+fn set_trace_context(on: bool) {
+    TRACE_CONTEXT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// False only when the installed propagators leave W3C trace context out
+/// (`OTEL_PROPAGATORS` without `tracecontext`).
+pub(crate) fn trace_context_on() -> bool {
+    TRACE_CONTEXT.load(Ordering::Relaxed) != 2
+}
 
 /// The trace id of the current `tracing` span's OpenTelemetry context, if valid.
 pub(crate) fn current_span_trace_id() -> Option<TraceId> {

@@ -23,6 +23,8 @@ pub(crate) fn start<B>(
     parent: Option<&TraceContext>,
     redactor: &Redactor,
 ) -> Option<TraceId> {
+    // Propagators without W3C trace context: the incoming one is not ours to follow.
+    let parent = parent.filter(|_| super::trace_context_on());
     let incoming = parent.map(TraceContext::trace_id);
     if span.is_disabled() {
         return incoming;
@@ -146,7 +148,7 @@ fn parent_context(headers: &HeaderMap, parent: Option<&TraceContext>) -> Context
         Some(tc) => extracted.with_remote_span_context(remote_span_context(headers, tc)),
         // An invalid traceparent starts a fresh trace, whatever a lenient
         // propagator made of it.
-        None if headers.contains_key(TRACEPARENT) => {
+        None if super::trace_context_on() && headers.contains_key(TRACEPARENT) => {
             let baggage = extracted.baggage();
             if baggage.is_empty() {
                 Context::new()

@@ -142,9 +142,10 @@ impl Stack {
     /// `REDIS_URL`, `BODY_LIMIT_BYTES`, `HEALTH_*`, `SHUTDOWN_*`) and lists every
     /// invalid value, with the variable, the value and what was expected.
     ///
-    /// Logging itself is set up by [`crate::log::init_from_env`] and shutdown by
-    /// [`crate::shutdown::ShutdownBuilder::from_env`]; their variables are checked
-    /// here too, so one call reports every problem.
+    /// Logging itself is set up by [`crate::log::init_from_env`], shutdown by
+    /// [`crate::shutdown::ShutdownBuilder::from_env`] and OpenTelemetry by
+    /// `otel::init_from_env` (feature `otel`); their variables are checked here
+    /// too, so one call reports every problem.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let defaults = Self::new();
@@ -152,6 +153,8 @@ impl Stack {
         let log = errors.take(RequestLogLayer::from_env());
         errors.take(crate::log::LogBuilder::from_env());
         errors.take(crate::shutdown::ShutdownBuilder::from_env());
+        #[cfg(feature = "otel")]
+        errors.take(crate::otel::OtelBuilder::from_env());
         #[cfg(feature = "metrics")]
         let metrics = {
             let (layer, registry) = metrics_parts();
