@@ -4,6 +4,7 @@
 //! collected, so a misconfigured deployment is fixed in one round.
 
 use std::fmt;
+use std::time::Duration;
 
 /// One invalid environment variable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +121,32 @@ pub(crate) fn var(name: &str, errors: &mut ConfigError) -> Option<String> {
         Err(std::env::VarError::NotUnicode(raw)) => {
             errors.push(name, &raw.to_string_lossy(), "valid UTF-8");
             None
+        }
+    }
+}
+
+/// Reads a duration in milliseconds from `name`; `min` is the smallest value
+/// accepted (at most a day). On a bad value, records it in `errors` and
+/// returns `default`.
+pub(crate) fn parse_ms(
+    name: &str,
+    default: Duration,
+    min: u64,
+    errors: &mut ConfigError,
+) -> Duration {
+    const MAX: u64 = 24 * 60 * 60 * 1000;
+    let Some(raw) = var(name, errors) else {
+        return default;
+    };
+    match raw.parse::<u64>() {
+        Ok(ms) if (min..=MAX).contains(&ms) => Duration::from_millis(ms),
+        _ => {
+            errors.push(
+                name,
+                &raw,
+                format!("a whole number of milliseconds from {min} to {MAX}"),
+            );
+            default
         }
     }
 }

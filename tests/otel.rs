@@ -494,28 +494,35 @@ fn child(name: &str, vars: &[(&str, &str)]) -> String {
     stdout
 }
 
-#[test]
-fn init_from_env_gives_json_logs_and_export_in_one_call() {
-    // Edition 2024 makes `set_var` unsafe and the crate forbids unsafe code: the
-    // configuration is read by a child process; the receiver runs here.
+/// Runs the child's `serve` mode with `vars` (plus a JSON log and an endpoint at a
+/// receiver running here): its output and what the receiver got.
+///
+/// Edition 2024 makes `set_var` unsafe and the crate forbids unsafe code, so the
+/// configuration is read by a child process.
+fn serve_child(vars: &[(&str, &str)]) -> (String, Receiver) {
     let (collector, receiver) = start_receiver();
     let endpoint = format!("http://{collector}");
-    let stdout = child(
-        "env_child",
-        &[
-            ("OTEL_TEST_MODE", "serve"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_SERVICE_NAME", "env-service"),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment=test,team=ops",
-            ),
-            ("OTEL_TRACES_SAMPLER", "traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "1.0"),
-            ("LOG_FORMAT", "json"),
-            ("LOG_LEVEL", "info"),
-        ],
-    );
+    let mut all = vec![
+        ("OTEL_TEST_MODE", "serve"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("LOG_FORMAT", "json"),
+    ];
+    all.extend_from_slice(vars);
+    (child("env_child", &all), receiver)
+}
+
+#[test]
+fn init_from_env_gives_json_logs_and_export_in_one_call() {
+    let (stdout, receiver) = serve_child(&[
+        ("OTEL_SERVICE_NAME", "env-service"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=test,team=ops",
+        ),
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.0"),
+        ("LOG_LEVEL", "info"),
+    ]);
     assert!(stdout.contains("outgoing traceparent: true"), "{stdout}");
     assert_eq!(request_line(&stdout)["trace_id"], TRACE);
     let spans = server_spans(&receiver);
@@ -569,17 +576,7 @@ async fn outgoing_has_traceparent() -> bool {
 
 #[test]
 fn propagators_without_trace_context_ignore_and_send_no_traceparent() {
-    let (collector, receiver) = start_receiver();
-    let endpoint = format!("http://{collector}");
-    let stdout = child(
-        "env_child",
-        &[
-            ("OTEL_TEST_MODE", "serve"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_PROPAGATORS", "baggage"),
-            ("LOG_FORMAT", "json"),
-        ],
-    );
+    let (stdout, receiver) = serve_child(&[("OTEL_PROPAGATORS", "baggage")]);
     assert!(stdout.contains("outgoing traceparent: false"), "{stdout}");
     let line = request_line(&stdout);
     let spans = server_spans(&receiver);
@@ -592,17 +589,7 @@ fn propagators_without_trace_context_ignore_and_send_no_traceparent() {
 
 #[test]
 fn sdk_disabled_exports_nothing_and_keeps_the_callers_trace() {
-    let (collector, receiver) = start_receiver();
-    let endpoint = format!("http://{collector}");
-    let stdout = child(
-        "env_child",
-        &[
-            ("OTEL_TEST_MODE", "serve"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_SDK_DISABLED", "TRUE"),
-            ("LOG_FORMAT", "json"),
-        ],
-    );
+    let (stdout, receiver) = serve_child(&[("OTEL_SDK_DISABLED", "TRUE")]);
     assert!(stdout.contains("outgoing traceparent: true"), "{stdout}");
     assert_eq!(request_line(&stdout)["trace_id"], TRACE);
     assert!(receiver.spans.lock().unwrap().is_empty());

@@ -117,7 +117,6 @@ pub use self::service::{
 };
 
 pub(crate) use self::check::CatchUnwind;
-pub(crate) use self::registry::parse_ms;
 
 #[cfg(test)]
 mod tests;

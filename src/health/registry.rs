@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::check::{CatchUnwind, HealthCheck};
 use super::readiness::Readiness;
-use crate::config::{self, ConfigError};
+use crate::config::{ConfigError, parse_ms};
 
 /// The longest error text shown for a check, in characters (an ellipsis included).
 pub const MAX_ERROR_CHARS: usize = 256;
@@ -733,31 +733,6 @@ fn clean_char(ch: char) -> char {
         ' '
     } else {
         ch
-    }
-}
-
-/// Reads a duration in milliseconds from `name`; `min` is the smallest value
-/// accepted. Shared by the health and shutdown configuration.
-pub(crate) fn parse_ms(
-    name: &str,
-    default: Duration,
-    min: u64,
-    errors: &mut ConfigError,
-) -> Duration {
-    const MAX: u64 = 24 * 60 * 60 * 1000;
-    let Some(raw) = config::var(name, errors) else {
-        return default;
-    };
-    match raw.parse::<u64>() {
-        Ok(ms) if (min..=MAX).contains(&ms) => Duration::from_millis(ms),
-        _ => {
-            errors.push(
-                name,
-                &raw,
-                format!("a whole number of milliseconds from {min} to {MAX}"),
-            );
-            default
-        }
     }
 }
 

@@ -301,12 +301,7 @@ impl OtelBuilder {
             "OTEL_EXPORTER_OTLP_TIMEOUT",
             "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
         ] {
-            if let Some(v) = config::var(name, &mut errors) {
-                match v.parse::<u64>() {
-                    Ok(ms) if ms > 0 => builder.timeout = Duration::from_millis(ms),
-                    _ => errors.push(name, &v, "a positive number of milliseconds"),
-                }
-            }
+            builder.timeout = config::parse_ms(name, builder.timeout, 1, &mut errors);
         }
         if let Some(v) = config::var("OTEL_PROPAGATORS", &mut errors) {
             match Propagators::parse(&v) {

@@ -120,25 +120,24 @@ pub use opentelemetry_otlp;
 pub use opentelemetry_sdk;
 pub use tracing_opentelemetry;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::trace_context::TraceId;
 
-/// Whether W3C trace context is propagated: unset (0) until an [`OtelBuilder`]
-/// installs its propagators, then on (1) or off (2).
-static TRACE_CONTEXT: AtomicU8 = AtomicU8::new(0);
+/// Set when an [`OtelBuilder`] installs propagators without W3C trace context.
+static TRACE_CONTEXT_OFF: AtomicBool = AtomicBool::new(false);
 
 fn set_trace_context(on: bool) {
-    TRACE_CONTEXT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    TRACE_CONTEXT_OFF.store(!on, Ordering::Relaxed);
 }
 
 /// False only when the installed propagators leave W3C trace context out
 /// (`OTEL_PROPAGATORS` without `tracecontext`).
 pub(crate) fn trace_context_on() -> bool {
-    TRACE_CONTEXT.load(Ordering::Relaxed) != 2
+    !TRACE_CONTEXT_OFF.load(Ordering::Relaxed)
 }
 
 /// The trace id of the current `tracing` span's OpenTelemetry context, if valid.

@@ -146,9 +146,9 @@ fn parent_context(headers: &HeaderMap, parent: Option<&TraceContext>) -> Context
     let extracted = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     match parent {
         Some(tc) => extracted.with_remote_span_context(remote_span_context(headers, tc)),
-        // An invalid traceparent starts a fresh trace, whatever a lenient
-        // propagator made of it.
-        None if super::trace_context_on() && headers.contains_key(TRACEPARENT) => {
+        // An invalid traceparent (or any, with trace context off) starts a
+        // fresh trace, whatever a lenient propagator made of it.
+        None if headers.contains_key(TRACEPARENT) => {
             let baggage = extracted.baggage();
             if baggage.is_empty() {
                 Context::new()

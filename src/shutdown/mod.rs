@@ -73,7 +73,8 @@ use tokio::time::Instant;
 
 pub use self::in_flight::{InFlight, InFlightLayer, ResponseFuture};
 use crate::config::ConfigError;
-use crate::health::{CatchUnwind, Readiness, parse_ms};
+use crate::config::parse_ms;
+use crate::health::{CatchUnwind, Readiness};
 
 /// Default for `SHUTDOWN_DRAIN_DELAY_MS`.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
