@@ -12,9 +12,10 @@
 //! (the canonical `Stack`), or `around_bare` / `around_tower_ops` (the router
 //! behind an outer `fallback_service`, bare or wrapped in the stack as one
 //! service). The second is the port (default `PORT`, else any free one). It
-//! prints `listening on http://ADDR` once it accepts connections, logs one JSON
-//! line per request to a sink, and stops on Ctrl-C or SIGTERM. The stacks are the
-//! criterion group `stack`'s, from `benches/layers/stacks.rs`.
+//! prints `listening on http://ADDR` to stderr once it accepts connections, logs
+//! one JSON line per request to the file named by `LOG_FILE` (or to stdout when it
+//! is unset), and stops on Ctrl-C or SIGTERM. The stacks are the criterion group
+//! `stack`'s, from `benches/layers/stacks.rs`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 #[path = "../benches/layers/stacks.rs"]
 mod stacks;
 
-use stacks::Kind;
+use stacks::{Kind, LogTo};
 
 fn usage() -> String {
     let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
@@ -38,19 +39,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|_| format!("{p:?} is not a port number\n{}", usage()))?,
         None => 0,
     };
-    tracing::dispatcher::set_global_default(kind.dispatch())?;
-    tokio::runtime::Builder::new_multi_thread()
+    let log = match std::env::var_os("LOG_FILE") {
+        Some(path) => LogTo::File(path.into()),
+        None => LogTo::Stdout,
+    };
+    let (dispatch, writer) = kind.dispatch(&log)?;
+    tracing::dispatcher::set_global_default(dispatch)?;
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(kind, port))
+        .block_on(serve(kind, port));
+    drop(writer);
+    result
 }
 
 async fn serve(kind: Kind, port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let app = kind.router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "listening on http://{}", listener.local_addr()?)?;
-    stdout.flush()?;
+    let mut stderr = std::io::stderr();
+    writeln!(stderr, "listening on http://{}", listener.local_addr()?)?;
+    stderr.flush()?;
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -14,6 +14,13 @@
 #   PIN [auto]  auto: with taskset and 2+ CPUs, the server gets CPU 0 and wrk the
 #               others, so they do not steal each other's cycles; 0: no pinning
 #               (client and server then share every core; say so with numbers).
+#   LOG_SINK [file]  file: every stack writes its log lines to a real file of its
+#               own; pipe: to its stdout, a pipe that `cat` drains to /dev/null.
+#
+# Besides requests per second, the table shows what the server process spent per
+# request over the measured run, read from /proc: CPU time (user + system, all
+# threads) and write system calls (`syscw` of /proc/PID/io, response writes
+# included). These are steadier than requests per second on a shared machine.
 #
 # Loopback only; every run is bounded by `timeout`; servers are stopped on exit.
 set -euo pipefail
@@ -26,6 +33,11 @@ STACKS="${STACKS:-bare peer tower_ops}"
 PATH_UNDER_TEST="${PATH_UNDER_TEST:-/users/42}"
 PIN="${PIN:-auto}"
 ROUNDS="${ROUNDS:-1}"
+LOG_SINK="${LOG_SINK:-file}"
+[[ "$LOG_SINK" == file || "$LOG_SINK" == pipe ]] || {
+    echo "load.sh: LOG_SINK must be file or pipe (got $LOG_SINK)" >&2
+    exit 1
+}
 
 die() {
     echo "load.sh: $*" >&2
@@ -90,13 +102,17 @@ trap 'exit 130' INT TERM
 
 # Starts the server for stack $1 on a free loopback port; sets $url.
 start_server() {
-    local out="$work/$1.out"
-    : >"$out" # exists before the server opens it, for the polling below
-    "${server_cpu[@]}" "$server" "$1" 0 >"$out" 2>"$work/$1.err" &
+    local err="$work/$1.err"
+    : >"$err" # exists before the server opens it, for the polling below
+    if [[ "$LOG_SINK" == file ]]; then
+        LOG_FILE="$work/$1.log" "${server_cpu[@]}" "$server" "$1" 0 >/dev/null 2>"$err" &
+    else
+        "${server_cpu[@]}" "$server" "$1" 0 > >(cat >/dev/null) 2>"$err" &
+    fi
     server_pid=$!
     url=""
     for _ in $(seq 100); do
-        url="$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$out")"
+        url="$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$err")"
         [[ -n "$url" ]] && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
@@ -118,14 +134,31 @@ median() { # the median of the numbers given as arguments
     }'
 }
 
-declare -A runs rps errors
+clk_tck=$(getconf CLK_TCK)
+# Prints "CPU_TICKS WRITE_SYSCALLS" of process $1.
+proc_counters() {
+    local stat
+    stat="$(cat "/proc/$1/stat")"
+    stat="${stat##*) }" # fields from the third on; the name may hold spaces
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo "$((${12} + ${13})) $(awk '/^syscw:/ {print $2}' "/proc/$server_pid/io")"
+}
+
+declare -A runs rps errors cpu_us writes
 for round in $(seq "$ROUNDS"); do
     for stack in $STACKS; do
         start_server "$stack"
         echo "== $stack, round $round of $ROUNDS, at $url ($placement)" >&2
         drive "$url" "$warm_secs" >/dev/null
+        read -r ticks0 syscw0 <<<"$(proc_counters "$server_pid")"
         report="$(drive "$url" "$run_secs")"
+        read -r ticks1 syscw1 <<<"$(proc_counters "$server_pid")"
         echo "$report" >&2
+        requests="$(awk '/requests in/ {print $1}' <<<"$report")"
+        [[ -n "$requests" && "$requests" -gt 0 ]] || die "no request count in wrk's report for $stack"
+        cpu_us[$stack]="${cpu_us[$stack]:-} $(awk -v t=$((ticks1 - ticks0)) -v n="$requests" -v hz="$clk_tck" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
+        writes[$stack]="${writes[$stack]:-} $(awk -v w=$((syscw1 - syscw0)) -v n="$requests" 'BEGIN {printf "%.3f", w / n}')"
         bad="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$report")"
         if [[ -n "$bad" ]]; then
             echo "load.sh: warning: $stack answered $bad requests with an error status" >&2
@@ -144,15 +177,17 @@ done
 
 echo
 echo "wrk: $THREADS threads, $CONNECTIONS connections, ${run_secs}s after ${warm_secs}s warm-up, GET $PATH_UNDER_TEST; $placement"
-echo "median of $ROUNDS round(s)"
-printf '%-18s %12s %8s %8s   %s\n' stack req/s "x bare" non-2xx "every round"
+echo "median of $ROUNDS round(s); log lines to a $LOG_SINK"
+printf '%-18s %12s %8s %11s %11s %8s   %s\n' stack req/s "x bare" "CPU us/req" "writes/req" non-2xx "every round (req/s)"
 for stack in $STACKS; do
     if [[ -n "${rps[bare]:-}" ]]; then
         ratio="$(awk -v a="${rps[$stack]}" -v b="${rps[bare]}" 'BEGIN {printf "%.3f", a / b}')"
     else
         ratio="-"
     fi
-    printf '%-18s %12s %8s %8s  %s\n' "$stack" "${rps[$stack]}" "$ratio" "${errors[$stack]:-0}" "${runs[$stack]}"
+    # shellcheck disable=SC2086 # one number per word
+    printf '%-18s %12s %8s %11s %11s %8s  %s\n' "$stack" "${rps[$stack]}" "$ratio" \
+        "$(median ${cpu_us[$stack]})" "$(median ${writes[$stack]})" "${errors[$stack]:-0}" "${runs[$stack]}"
 done
 if [[ -n "${rps[bare]:-}" && -n "${rps[tower_ops]:-}" ]]; then
     awk -v a="${rps[tower_ops]}" -v b="${rps[bare]}" 'BEGIN {

@@ -18,6 +18,7 @@ mod request_id;
 mod stack;
 mod stacks;
 mod support;
+mod writer;
 
 criterion::criterion_group!(
     benches,
@@ -31,5 +32,6 @@ criterion::criterion_group!(
     redact::bench,
     request_id::bench,
     stack::bench,
+    writer::bench,
 );
 criterion::criterion_main!(benches);

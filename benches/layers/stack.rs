@@ -1,5 +1,6 @@
 //! `stack`: the whole canonical stack against the whole peer stack and the bare
-//! router, through `Router::oneshot` on a trivial handler (`GET /users/{id}`).
+//! router, through `Router::oneshot` on the same handler (`GET /users/{id}`, `Path`
+//! and `Json`), the loggers writing to real files.
 //!
 //! The stacks are defined in `stacks.rs`, shared with the load benchmark's server.
 //! Each request carries a peer address (1,000 clients in turn) and its response
@@ -18,7 +19,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use crate::stacks::Kind;
+use crate::stacks::{Kind, LogTo};
 use crate::support::runtime;
 
 /// Distinct client addresses the requests cycle through.
@@ -34,8 +35,12 @@ fn request(client: u32) -> Request<Body> {
 pub fn bench(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("stack");
+    let dir = std::env::temp_dir().join(format!("tower-ops-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     for kind in Kind::ALL {
-        let _log = tracing::dispatcher::set_default(&kind.dispatch());
+        let log = LogTo::File(dir.join(format!("{}.log", kind.name())));
+        let (dispatch, _writer) = kind.dispatch(&log).unwrap();
+        let _log = tracing::dispatcher::set_default(&dispatch);
         // `with_state` turns every handler into its route with the layers applied,
         // once, as `into_make_service` does on a server. Without it, a bare
         // `Router` applies every `Router::layer` layer again on each request.
@@ -59,4 +64,5 @@ pub fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,14 +19,19 @@
 //! a second, all of them at once if need be. (With the window cut to a
 //! millisecond, one a nanosecond, tower_governor answered an odd 429 under wrk on
 //! a busy 2-core machine, where a thread can read the clock and be descheduled
-//! for longer than the window.) Both body limits are 1 MiB; both loggers write
-//! one JSON line per request to `io::sink`.
+//! for longer than the window.) Both body limits are 1 MiB. Both loggers write
+//! one JSON line per request to a real file (see [`LogTo`]): the peer through
+//! tracing-subscriber's JSON formatter writing the file itself, as it does with
+//! `with_writer`, tower-ops through `JsonLayer` on its batching `LogWriter`.
+//! Every stack, the bare router included, runs the same handler: `GET
+//! /users/{id}` with `Path` and a `Json` answer.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::routing::get;
 use axum_prometheus::metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use axum_prometheus::{AXUM_HTTP_REQUESTS_DURATION_SECONDS, PrometheusMetricLayer};
@@ -38,7 +43,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_layer::Layer;
 use tower_ops::body_limit::AxumBody;
-use tower_ops::log::JsonLayer;
+use tower_ops::log::{JsonLayer, LogWriter, WriterGuard};
 use tower_ops::paths::PathSet;
 use tower_ops::rate_limit::{Quota, RateLimitLayer};
 use tower_ops::route::CaptureRouteLayer;
@@ -99,24 +104,51 @@ impl Kind {
         }
     }
 
-    /// The tracing subscriber the stack logs through: tracing-subscriber's JSON
-    /// formatter for the peer, ours for tower-ops, none for the bare router. Both
-    /// write to `io::sink` at INFO.
-    pub(crate) fn dispatch(self) -> Dispatch {
-        match self {
-            Kind::Bare | Kind::AroundBare => Dispatch::none(),
-            Kind::Peer => Dispatch::new(
-                tracing_subscriber::registry().with(LevelFilter::INFO).with(
-                    tracing_subscriber::fmt::layer()
-                        .json()
-                        .with_writer(std::io::sink),
-                ),
-            ),
-            Kind::TowerOps | Kind::AroundTowerOps => Dispatch::new(
-                tracing_subscriber::registry()
+    /// The tracing subscriber the stack logs through at INFO, and what keeps its
+    /// writer alive: tracing-subscriber's JSON formatter writing each line to
+    /// `log` for the peer, `JsonLayer` on a [`LogWriter`] for tower-ops, none for
+    /// the bare router.
+    pub(crate) fn dispatch(self, log: &LogTo) -> std::io::Result<(Dispatch, Option<WriterGuard>)> {
+        Ok(match self {
+            Kind::Bare | Kind::AroundBare => (Dispatch::none(), None),
+            Kind::Peer => {
+                let destination = Arc::new(log.open()?);
+                let layer = tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(destination);
+                let subscriber = tracing_subscriber::registry()
                     .with(LevelFilter::INFO)
-                    .with(JsonLayer::new(std::io::sink)),
-            ),
+                    .with(layer);
+                (Dispatch::new(subscriber), None)
+            }
+            Kind::TowerOps | Kind::AroundTowerOps => {
+                let (writer, guard) = LogWriter::builder().writer(log.open()?);
+                let subscriber = tracing_subscriber::registry()
+                    .with(LevelFilter::INFO)
+                    .with(JsonLayer::new(writer));
+                (Dispatch::new(subscriber), Some(guard))
+            }
+        })
+    }
+}
+
+/// Where a stack's log lines go.
+#[derive(Clone, Debug)]
+pub(crate) enum LogTo {
+    /// A file, truncated first.
+    File(std::path::PathBuf),
+    /// The process's standard output (a pipe, when the load script asks for one).
+    /// Only the load server uses it.
+    #[allow(dead_code)]
+    Stdout,
+}
+
+impl LogTo {
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        match self {
+            LogTo::File(path) => std::fs::File::create(path),
+            // A second handle on fd 1, written without std's line buffering.
+            LogTo::Stdout => std::fs::OpenOptions::new().append(true).open("/dev/stdout"),
         }
     }
 }
@@ -135,11 +167,15 @@ impl FromStr for Kind {
     }
 }
 
-/// The application: a static route and one with a path parameter, both trivial.
+/// The application, the same under every stack: a static route, and one with a
+/// path parameter answering JSON.
 fn routes() -> Router {
-    Router::new()
-        .route("/", get(|| async { "hello" }))
-        .route("/users/{id}", get(|| async { "hello" }))
+    Router::new().route("/", get(|| async { "hello" })).route(
+        "/users/{id}",
+        get(|Path(id): Path<u64>| async move {
+            axum::Json(serde_json::json!({ "id": id, "name": format!("user {id}") }))
+        }),
+    )
 }
 
 /// The peer crates, outermost last as `Router::layer` wants it: request id set

@@ -1,13 +1,27 @@
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::Layered;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
 use super::JsonLayer;
+use super::writer::{LogWriter, LogWriterBuilder, WriterGuard};
 use crate::config::{self, ConfigError};
+
+/// Where log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogDestination {
+    /// The process's standard output (the default).
+    Stdout,
+    /// The process's standard error.
+    Stderr,
+    /// A file, appended to (created if needed).
+    File(PathBuf),
+}
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +33,8 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Sets up logging: format, level, and a non-blocking writer to stdout.
+/// Sets up logging: format, level, the batching [`LogWriter`] to stdout, and a
+/// panic hook that turns panics into log events.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,8 +50,12 @@ pub enum LogFormat {
 pub struct LogBuilder {
     format: LogFormat,
     filter: String,
-    buffered_lines: usize,
+    destination: LogDestination,
+    max_buffer_bytes: usize,
+    flush_interval: Duration,
     lossy: bool,
+    panic_hook: bool,
+    max_field_bytes: usize,
 }
 
 impl Default for LogBuilder {
@@ -48,8 +67,12 @@ impl Default for LogBuilder {
                 LogFormat::Json
             },
             filter: "info".to_owned(),
-            buffered_lines: 128_000,
+            destination: LogDestination::Stdout,
+            max_buffer_bytes: 16 << 20,
+            flush_interval: Duration::from_millis(100),
             lossy: true,
+            panic_hook: true,
+            max_field_bytes: 1024,
         }
     }
 }
@@ -61,7 +84,8 @@ impl LogBuilder {
     }
 
     /// Reads `LOG_FORMAT` (`json` or `pretty`), `LOG_LEVEL` (a level or filter
-    /// directives, default `info`) and `RUST_LOG`, which wins over `LOG_LEVEL`.
+    /// directives, default `info`), `RUST_LOG`, which wins over `LOG_LEVEL`, and
+    /// `LOG_MAX_FIELD_BYTES` (default 1024).
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let mut builder = Self::new();
@@ -85,6 +109,16 @@ impl LogBuilder {
                 }
             }
         }
+        if let Some(raw) = config::var("LOG_MAX_FIELD_BYTES", &mut errors) {
+            match raw.parse::<usize>() {
+                Ok(bytes) if (16..=1 << 20).contains(&bytes) => builder.max_field_bytes = bytes,
+                _ => errors.push(
+                    "LOG_MAX_FIELD_BYTES",
+                    &raw,
+                    "a whole number of bytes from 16 to 1048576",
+                ),
+            }
+        }
         errors.into_result(builder)
     }
 
@@ -101,17 +135,47 @@ impl LogBuilder {
         self
     }
 
-    /// Lines buffered between the application and the writer thread
-    /// (default 128,000). When the buffer is full, lines are dropped and counted
+    /// Where lines go (default stdout).
+    pub fn destination(mut self, destination: LogDestination) -> Self {
+        self.destination = destination;
+        self
+    }
+
+    /// Bytes of lines buffered between the application and the writer thread
+    /// (default 16 MiB). When the buffer is full, lines are dropped and counted
     /// rather than blocking requests; see [`lossy`](Self::lossy).
-    pub fn buffered_lines(mut self, lines: usize) -> Self {
-        self.buffered_lines = lines.max(1);
+    pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffer_bytes = bytes.max(1);
+        self
+    }
+
+    /// The longest a line waits before it is written on an idle server (default
+    /// 100 ms); busy servers write as soon as a batch is full.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
         self
     }
 
     /// `false` makes a full buffer block the logging thread instead of dropping.
     pub fn lossy(mut self, lossy: bool) -> Self {
         self.lossy = lossy;
+        self
+    }
+
+    /// Whether to install the panic hook (default `true`): each panic becomes one
+    /// ERROR event (redacted, with its location, the request id when in a request,
+    /// and a `backtrace` field when `RUST_BACKTRACE` asks for one), and nothing raw
+    /// is printed to stderr.
+    pub fn panic_hook(mut self, install: bool) -> Self {
+        self.panic_hook = install;
+        self
+    }
+
+    /// The longest string value on a JSON line, in bytes (default 1024,
+    /// `LOG_MAX_FIELD_BYTES`); longer values are cut with a marker, and the line
+    /// carries `"truncated":true`.
+    pub fn max_field_bytes(mut self, bytes: usize) -> Self {
+        self.max_field_bytes = bytes;
         self
     }
 
@@ -141,32 +205,45 @@ impl LogBuilder {
         let filter = EnvFilter::builder()
             .parse(&self.filter)
             .map_err(|e| LogInitError(format!("invalid filter {:?}: {e}", self.filter)))?;
-        let (writer, guard) = NonBlockingBuilder::default()
-            .buffered_lines_limit(self.buffered_lines)
-            .lossy(self.lossy)
-            .thread_name("tower-ops-log")
-            .finish(std::io::stdout());
-        let counter = writer.error_counter();
+        let builder = LogWriterBuilder::new()
+            .max_buffer_bytes(self.max_buffer_bytes)
+            .flush_interval(self.flush_interval)
+            .blocking(!self.lossy);
+        let ansi = match self.destination {
+            LogDestination::Stdout => std::io::stdout().is_terminal(),
+            LogDestination::Stderr => std::io::stderr().is_terminal(),
+            LogDestination::File(_) => false,
+        };
+        let (writer, guard) = match &self.destination {
+            LogDestination::Stdout => builder.stdout(),
+            LogDestination::Stderr => builder.stderr(),
+            LogDestination::File(path) => builder.file(path).map_err(|e| {
+                LogInitError(format!("cannot open the log file {}: {e}", path.display()))
+            })?,
+        };
         let registry = tracing_subscriber::registry().with(filter).with(layer);
         let result = match self.format {
-            LogFormat::Json => registry.with(JsonLayer::new(writer)).try_init(),
-            LogFormat::Pretty => registry.with(pretty_layer(writer)).try_init(),
+            LogFormat::Json => registry.with(JsonLayer::new(writer.clone())).try_init(),
+            LogFormat::Pretty => registry.with(pretty_layer(writer.clone(), ansi)).try_init(),
         };
         result.map_err(|e| LogInitError(format!("cannot install the subscriber: {e}")))?;
-        Ok(LogGuard {
-            _guard: guard,
-            counter,
-        })
+        if self.panic_hook {
+            let flusher = writer;
+            super::panic::install(move || {
+                flusher.flush();
+            });
+        }
+        Ok(LogGuard { guard })
     }
 }
 
-fn pretty_layer<S>(writer: NonBlocking) -> impl tracing_subscriber::Layer<S>
+fn pretty_layer<S>(writer: LogWriter, ansi: bool) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     tracing_subscriber::fmt::layer()
         .with_writer(writer)
-        .with_ansi(std::io::stdout().is_terminal())
+        .with_ansi(ansi)
 }
 
 /// [`LogBuilder::from_env`] then [`LogBuilder::init`].
@@ -176,23 +253,35 @@ pub fn init_from_env() -> Result<LogGuard, LogInitError> {
         .init()
 }
 
-/// Keeps the writer thread alive; dropping it flushes queued lines.
+/// Keeps the writer thread alive; dropping it writes the lines still buffered.
+///
+/// Lines logged after the guard is gone (requests cut while the runtime shuts
+/// down) are written synchronously, so none is lost on the way out.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _guard: WorkerGuard,
-    counter: ErrorCounter,
+    guard: WriterGuard,
 }
 
 impl LogGuard {
-    /// Lines dropped because the buffer was full (or stdout failed).
+    /// Lines dropped because the buffer was full, or lost to a failed write.
     pub fn dropped_lines(&self) -> usize {
-        self.counter.dropped_lines()
+        self.guard.writer().dropped_lines() as usize
+    }
+
+    /// Failed writes to the destination (a closed pipe, a full disk).
+    pub fn write_errors(&self) -> u64 {
+        self.guard.writer().write_errors()
+    }
+
+    /// Writes every buffered line now, waiting at most a second.
+    pub fn flush(&self) {
+        self.guard.writer().flush();
     }
 
     /// A cheap handle to read the dropped-line count elsewhere (a metrics
     /// exporter, a health check).
     pub fn dropped_lines_counter(&self) -> DroppedLines {
-        DroppedLines(self.counter.clone())
+        DroppedLines(self.guard.writer().clone())
     }
 }
 
@@ -206,20 +295,20 @@ impl std::fmt::Debug for LogGuard {
 
 /// Reads how many log lines were dropped.
 #[derive(Clone)]
-pub struct DroppedLines(ErrorCounter);
+pub struct DroppedLines(LogWriter);
 
 impl DroppedLines {
     #[cfg(all(test, feature = "metrics"))]
     fn detached() -> Self {
-        let (writer, _guard) = tracing_appender::non_blocking(std::io::sink());
-        Self(writer.error_counter())
+        let (writer, _guard) = LogWriter::builder().writer(std::io::sink());
+        Self(writer)
     }
 }
 
 impl DroppedLines {
     /// Lines dropped so far.
     pub fn get(&self) -> usize {
-        self.0.dropped_lines()
+        self.0.dropped_lines() as usize
     }
 }
 
@@ -252,7 +341,7 @@ impl prometheus_client::collector::Collector for DroppedLines {
         let counter = prometheus_client::metrics::counter::ConstCounter::new(self.get() as u64);
         counter.encode(encoder.encode_descriptor(
             "log_dropped_lines",
-            "Log lines dropped because the non-blocking writer's buffer was full",
+            "Log lines dropped because the writer's buffer was full or a write failed",
             None,
             counter.metric_type(),
         )?)

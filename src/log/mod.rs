@@ -27,8 +27,10 @@
 //! # Set-up
 //!
 //! [`init_from_env`] installs a subscriber that writes JSON lines (or pretty lines on
-//! a terminal) through a non-blocking writer, honouring `LOG_FORMAT`, `LOG_LEVEL`
-//! and `RUST_LOG`. Its JSON formatter, [`JsonLayer`], writes the fields of enclosing
+//! a terminal) through the batching [`LogWriter`], honouring `LOG_FORMAT`,
+//! `LOG_LEVEL`, `RUST_LOG` and `LOG_MAX_FIELD_BYTES`, and a panic hook that makes
+//! each panic one ERROR event. [`LogWriter`] also works on its own, under a `fmt`
+//! layer of the user's. Its JSON formatter, [`JsonLayer`], writes the fields of enclosing
 //! spans at the root of each line, once.
 //!
 //! ```
@@ -55,9 +57,14 @@
 pub(crate) mod format;
 mod init;
 mod layer;
+mod panic;
+mod writer;
 
 pub use self::format::JsonLayer;
-pub use self::init::{DroppedLines, LogBuilder, LogFormat, LogGuard, LogInitError, init_from_env};
+pub use self::init::{
+    DroppedLines, LogBuilder, LogDestination, LogFormat, LogGuard, LogInitError, init_from_env,
+};
 pub use self::layer::{
     BodyCapture, LevelPolicy, LogBody, LogFields, RequestLog, RequestLogLayer, ResponseFuture,
 };
+pub use self::writer::{LogWriter, LogWriterBuilder, WriterGuard};
