@@ -12,16 +12,27 @@ use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Span, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::json::push_str;
+use super::LogFields;
+use crate::json::{write_f64, write_int, write_str};
 
-/// The field whose value is a pre-rendered JSON object to splice into the line
-/// (used by the request log for fields added by handlers).
-pub(crate) const SPLICE_FIELD: &str = "log.fields";
+/// The target of the request log's events.
+pub(crate) const REQUEST_TARGET: &str = "tower_ops::request";
+
+/// The field of the request line that stands for its [`LogFields`]: this
+/// formatter writes the typed fields found in the request span's extensions
+/// instead, other formatters show the field's readable text.
+pub(crate) const HANDLER_FIELDS: &str = "fields";
+
+/// Appended to a value cut at the limit, inside its quotes.
+pub(crate) const TRUNCATED_MARKER: &str = "…[truncated]";
+
+/// The default of [`JsonLayer::max_field_bytes`].
+const DEFAULT_MAX_FIELD_BYTES: usize = 1024;
 
 /// A [`tracing_subscriber::Layer`] writing flat JSON lines to `W`.
 ///
@@ -37,27 +48,212 @@ pub(crate) const SPLICE_FIELD: &str = "log.fields";
 ///     tracing::info!(user = 7, "hello");
 /// });
 /// ```
+///
+/// # Bounded values
+///
+/// Every string the line carries (message, fields of the event and of its spans,
+/// `Debug` and error values, the request line's [`LogFields`], the keys of those)
+/// is cut so that its JSON-escaped text, quotes aside, is at most
+/// [`max_field_bytes`](Self::max_field_bytes) bytes: for text with nothing to
+/// escape, its first `max_field_bytes` bytes, on a character boundary; a control
+/// character counts for the six bytes of its `\u00XX` escape. A cut value ends
+/// with `…[truncated]` and the line gets `"truncated":true` at its root (a key
+/// this formatter keeps for itself, like `timestamp`, `level`, `message` and
+/// `target`). With the default of 1024 bytes, a request line stays under 4 KB
+/// whatever the client sends.
 #[derive(Debug)]
 pub struct JsonLayer<W> {
     make_writer: W,
+    max_field_bytes: usize,
 }
 
 impl<W> JsonLayer<W> {
     /// Writes to whatever `make_writer` makes (stdout, a non-blocking writer, ...).
     pub fn new(make_writer: W) -> Self {
-        Self { make_writer }
+        Self {
+            make_writer,
+            max_field_bytes: DEFAULT_MAX_FIELD_BYTES,
+        }
+    }
+
+    /// Cuts string values at this many bytes of escaped text (default 1024; see
+    /// [bounded values](Self#bounded-values)).
+    pub fn max_field_bytes(self, bytes: usize) -> Self {
+        Self {
+            max_field_bytes: bytes,
+            ..self
+        }
+    }
+}
+
+/// Puts the request's [`LogFields`] in the extensions of its span, where
+/// [`JsonLayer`] finds them for the request line. Does nothing when the span's
+/// subscriber is not built on tracing-subscriber's `Registry`.
+pub(crate) fn attach(span: &Span, fields: &LogFields) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(span) = registry.span(id)
+        {
+            span.extensions_mut().replace(fields.clone());
+        }
+    });
+}
+
+/// The bytes `b` takes once escaped by serde_json.
+#[inline]
+const fn escaped_len(b: u8) -> usize {
+    match b {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        0..=0x1f => 6,
+        _ => 1,
+    }
+}
+
+/// Where `s` must be cut for its escaped text to fit in `max` bytes, on a
+/// character boundary; `None` when it fits whole.
+#[inline]
+fn cut_at(s: &str, max: usize) -> Option<usize> {
+    // Short enough even if every byte were a control character.
+    if s.len().saturating_mul(6) <= max {
+        return None;
+    }
+    let mut used = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        used += escaped_len(b);
+        if used > max {
+            let mut at = i;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Where values are written: the buffer, the cut and whether something was cut.
+struct Values<'a> {
+    out: &'a mut Vec<u8>,
+    scratch: &'a mut String,
+    max: usize,
+    truncated: &'a mut bool,
+}
+
+impl Values<'_> {
+    #[inline]
+    fn str(&mut self, s: &str) {
+        self.str_cut(s, false);
+    }
+
+    /// `s` as a JSON string, cut; `more` when `s` is already a prefix of the value.
+    fn str_cut(&mut self, s: &str, more: bool) {
+        let at = match cut_at(s, self.max) {
+            None if !more => return write_str(self.out, s),
+            at => at.unwrap_or(s.len()),
+        };
+        write_str(self.out, &s[..at]);
+        self.out.pop();
+        self.out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+        self.out.push(b'"');
+        *self.truncated = true;
+    }
+
+    /// A `Debug` value, rendered no further than the cut.
+    fn debug(&mut self, value: &dyn fmt::Debug) {
+        let mut capped = Capped {
+            text: std::mem::take(self.scratch),
+            room: self.max,
+            more: false,
+        };
+        capped.text.clear();
+        let _ = write!(capped, "{value:?}");
+        self.str_cut(&capped.text, capped.more);
+        *self.scratch = capped.text;
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A handler's value, typed: numbers stay numbers, strings are cut.
+    fn json(&mut self, value: &serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::Null => self.out.extend_from_slice(b"null"),
+            Value::Bool(b) => self.bool(*b),
+            Value::Number(n) => {
+                let _ = serde_json::to_writer(&mut *self.out, n);
+            }
+            Value::String(s) => self.str(s),
+            Value::Array(items) => {
+                self.out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    self.json(item);
+                }
+                self.out.push(b']');
+            }
+            Value::Object(map) => {
+                self.out.push(b'{');
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    self.str(k);
+                    self.out.push(b':');
+                    self.json(v);
+                }
+                self.out.push(b'}');
+            }
+        }
+    }
+}
+
+/// Keeps the first `room` bytes written to it (on a character boundary) and
+/// stops the formatting there.
+struct Capped {
+    text: String,
+    room: usize,
+    more: bool,
+}
+
+impl fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.room {
+            self.text.push_str(s);
+            self.room -= s.len();
+            return Ok(());
+        }
+        let mut at = self.room;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        self.text.push_str(&s[..at]);
+        self.room = 0;
+        self.more = true;
+        Err(fmt::Error)
     }
 }
 
 /// The rendered fields of a span, kept in its extensions.
 #[derive(Default)]
-struct SpanFields(Vec<(&'static str, String)>);
+struct SpanFields(Vec<SpanField>);
+
+struct SpanField {
+    name: &'static str,
+    json: Vec<u8>,
+    /// Whether the value was cut.
+    cut: bool,
+}
 
 impl SpanFields {
-    fn set(&mut self, name: &'static str, value: String) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((name, value)),
+    fn set(&mut self, field: SpanField) {
+        match self.0.iter_mut().find(|f| f.name == field.name) {
+            Some(slot) => *slot = field,
+            None => self.0.push(field),
         }
     }
 }
@@ -68,84 +264,65 @@ fn is_otel_control(name: &str) -> bool {
     name.starts_with("otel.")
 }
 
-/// Renders each field value as JSON.
+/// Renders each field value of a span as JSON.
 struct ValueVisitor<'a> {
-    out: &'a mut Vec<(&'static str, String)>,
+    out: &'a mut SpanFields,
+    max: usize,
 }
 
 impl ValueVisitor<'_> {
-    fn put(&mut self, field: &Field, value: String) {
+    fn put(&mut self, field: &Field, write: impl FnOnce(&mut Values<'_>)) {
         let name = field.name();
         if is_otel_control(name) {
             return;
         }
-        match self.out.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.out.push((name, value)),
-        }
+        let mut json = Vec::new();
+        let mut cut = false;
+        write(&mut Values {
+            out: &mut json,
+            scratch: &mut String::new(),
+            max: self.max,
+            truncated: &mut cut,
+        });
+        self.out.set(SpanField { name, json, cut });
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    push_str(&mut out, s);
-    out
 }
 
 impl Visit for ValueVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == SPLICE_FIELD {
-            self.put(field, value.to_owned());
-            return;
-        }
-        self.put(field, json_string(value));
+        self.put(field, |v| v.str(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.to_string());
+        self.put(field, |v| write_int(v.out, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.to_string());
+        self.put(field, |v| write_int(v.out, value));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.put(field, value.to_string());
+        self.put(field, |v| write_int(v.out, value));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.put(field, value.to_string());
+        self.put(field, |v| write_int(v.out, value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        let text = if value.is_finite() {
-            let mut s = value.to_string();
-            if !s.contains(['.', 'e', 'E']) {
-                s.push_str(".0");
-            }
-            s
-        } else {
-            "null".to_owned()
-        };
-        self.put(field, text);
+        self.put(field, |v| write_f64(v.out, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, if value { "true" } else { "false" }.to_owned());
+        self.put(field, |v| v.bool(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, json_string(&crate::error::chain(value)));
+        self.put(field, |v| v.str(&crate::error::chain(value)));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut text = String::new();
-        let _ = write!(text, "{value:?}");
-        if field.name() == SPLICE_FIELD && text.starts_with('{') {
-            self.put(field, text);
-        } else {
-            self.put(field, json_string(&text));
-        }
+        self.put(field, |v| v.debug(value));
     }
 }
 
@@ -198,7 +375,7 @@ impl Written {
 /// name's bit in [`Written`].
 struct Key {
     name: &'static str,
-    rendered: Option<Box<str>>,
+    rendered: Option<Box<[u8]>>,
     bit: u128,
 }
 
@@ -218,9 +395,9 @@ impl CallsiteKeys {
             .map(|field| {
                 let name = field.name();
                 let rendered = (name != "message" && !is_otel_control(name)).then(|| {
-                    let mut key = String::with_capacity(name.len() + 4);
+                    let mut key = Vec::with_capacity(name.len() + 4);
                     push_key(&mut key, name);
-                    key.into_boxed_str()
+                    key.into_boxed_slice()
                 });
                 Key {
                     name,
@@ -261,16 +438,17 @@ impl KeyCache {
 }
 
 /// Writes an event's fields straight into the line, skipping `message` (written
-/// first by [`MessageVisitor`]) and keys already written.
-struct LineVisitor<'a> {
-    out: &'a mut String,
-    scratch: &'a mut String,
+/// first by [`MessageVisitor`]), keys already written and, on the request line
+/// whose typed handler fields are at hand, [`HANDLER_FIELDS`].
+struct LineVisitor<'a, 'v> {
+    values: &'a mut Values<'v>,
     written: &'a mut Written,
     /// The event's callsite's keys, by field index.
     keys: &'a [Key],
+    skip_handler_fields: bool,
 }
 
-impl LineVisitor<'_> {
+impl LineVisitor<'_, '_> {
     fn key(&mut self, field: &Field) -> bool {
         // The same `&'static str` as the one prepared: the event's own callsite.
         let prepared = self
@@ -283,10 +461,12 @@ impl LineVisitor<'_> {
                 rendered: Some(rendered),
                 bit,
             }) => {
-                if !self.written.insert_with_bit(name, *bit) {
+                if (self.skip_handler_fields && *name == HANDLER_FIELDS)
+                    || !self.written.insert_with_bit(name, *bit)
+                {
                     return false;
                 }
-                self.out.push_str(rendered);
+                self.values.out.extend_from_slice(rendered);
                 true
             }
             // `message` and the OpenTelemetry instructions.
@@ -298,96 +478,87 @@ impl LineVisitor<'_> {
                 if name == "message" || is_otel_control(name) || !self.written.insert(name) {
                     return false;
                 }
-                push_key(self.out, name);
+                push_key(self.values.out, name);
                 true
             }
         }
     }
-
-    fn raw(&mut self, field: &Field, value: fmt::Arguments<'_>) {
-        if self.key(field) {
-            let _ = self.out.write_fmt(value);
-        }
-    }
 }
 
-impl Visit for LineVisitor<'_> {
+impl Visit for LineVisitor<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == SPLICE_FIELD {
-            splice(self.out, self.written, value);
-        } else if self.key(field) {
-            push_str(self.out, value);
+        if self.key(field) {
+            self.values.str(value);
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.key(field) {
-            crate::json::push_i64(self.out, value);
+            write_int(self.values.out, value);
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.key(field) {
-            crate::json::push_u64(self.out, value);
+            write_int(self.values.out, value);
         }
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.raw(field, format_args!("{value}"));
+        if self.key(field) {
+            write_int(self.values.out, value);
+        }
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.raw(field, format_args!("{value}"));
+        if self.key(field) {
+            write_int(self.values.out, value);
+        }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         if self.key(field) {
-            crate::json::push_f64(self.out, value);
+            write_f64(self.values.out, value);
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         if self.key(field) {
-            self.out.push_str(if value { "true" } else { "false" });
+            self.values.bool(value);
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         if self.key(field) {
-            push_str(self.out, &crate::error::chain(value));
+            self.values.str(&crate::error::chain(value));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.key(field) {
-            self.scratch.clear();
-            let _ = write!(self.scratch, "{value:?}");
-            push_str(self.out, self.scratch);
+            self.values.debug(value);
         }
     }
 }
 
 /// Writes only the `message` field.
-struct MessageVisitor<'a> {
-    out: &'a mut String,
-    scratch: &'a mut String,
+struct MessageVisitor<'a, 'v> {
+    values: &'a mut Values<'v>,
     found: bool,
 }
 
-impl Visit for MessageVisitor<'_> {
+impl Visit for MessageVisitor<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" && !self.found {
             self.found = true;
-            push_str(self.out, value);
+            self.values.str(value);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" && !self.found {
             self.found = true;
-            self.scratch.clear();
-            let _ = write!(self.scratch, "{value:?}");
-            push_str(self.out, self.scratch);
+            self.values.debug(value);
         }
     }
 }
@@ -395,7 +566,7 @@ impl Visit for MessageVisitor<'_> {
 /// A thread's buffers for formatting lines, reused from one event to the next.
 #[derive(Default)]
 struct Buffers {
-    line: String,
+    line: Vec<u8>,
     scratch: String,
     written: Written,
     keys: KeyCache,
@@ -417,42 +588,41 @@ fn level_str(level: &Level) -> &'static str {
 
 /// Appends `,"name":`.
 #[inline]
-fn push_key(out: &mut String, name: &str) {
+fn push_key(out: &mut Vec<u8>, name: &str) {
     out.reserve(name.len() + 4);
-    out.push(',');
-    push_str(out, name);
-    out.push(':');
+    out.push(b',');
+    write_str(out, name);
+    out.push(b':');
 }
 
-/// Appends `"key":value` unless `key` was written already.
-fn push_field(out: &mut String, written: &mut Written, key: &'static str, value: &str) {
-    if key == SPLICE_FIELD {
-        // `{"a":1,"b":2}`: splice the members, skipping keys already written.
-        splice(out, written, value);
+/// Appends a span's field unless its key was written already.
+fn push_span_field(values: &mut Values<'_>, written: &mut Written, field: &SpanField) {
+    if !written.insert(field.name) {
         return;
     }
-    if !written.insert(key) {
-        return;
+    push_key(values.out, field.name);
+    values.out.extend_from_slice(&field.json);
+    if field.cut {
+        *values.truncated = true;
     }
-    push_key(out, key);
-    out.push_str(value);
 }
 
-fn splice(out: &mut String, written: &Written, object: &str) {
-    // Handler fields are rare and small; parsing them keeps the line valid JSON
-    // whatever the caller passed.
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(object)
-    else {
-        return;
-    };
-    for (k, v) in map {
-        if written.contains(&k) {
+/// Appends the request's handler fields, typed, except those whose key the
+/// line has or the request event defines (`status`, `slow`, ..., present or not).
+fn push_handler_fields(
+    values: &mut Values<'_>,
+    written: &Written,
+    meta: &tracing::Metadata<'_>,
+    fields: &[(String, serde_json::Value)],
+) {
+    for (key, value) in fields {
+        if written.contains(key) || meta.fields().field(key).is_some() || is_otel_control(key) {
             continue;
         }
-        out.push(',');
-        push_str(out, &k);
-        out.push(':');
-        out.push_str(&v.to_string());
+        values.out.push(b',');
+        values.str(key);
+        values.out.push(b':');
+        values.json(value);
     }
 }
 
@@ -464,22 +634,28 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut fields = SpanFields::default();
-        attrs.record(&mut ValueVisitor { out: &mut fields.0 });
+        attrs.record(&mut ValueVisitor {
+            out: &mut fields,
+            max: self.max_field_bytes,
+        });
         span.extensions_mut().insert(fields);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        let mut rendered = SpanFields::default();
+        values.record(&mut ValueVisitor {
+            out: &mut rendered,
+            max: self.max_field_bytes,
+        });
         let mut ext = span.extensions_mut();
-        let mut rendered = Vec::new();
-        values.record(&mut ValueVisitor { out: &mut rendered });
         match ext.get_mut::<SpanFields>() {
             Some(fields) => {
-                for (k, v) in rendered {
-                    fields.set(k, v);
+                for field in rendered.0 {
+                    fields.set(field);
                 }
             }
-            None => ext.insert(SpanFields(rendered)),
+            None => ext.insert(rendered),
         }
     }
 
@@ -499,46 +675,69 @@ where
             out.clear();
             written.clear();
             let meta = event.metadata();
-            out.push_str("{\"timestamp\":\"");
-            crate::time::push_rfc3339(out, SystemTime::now(), 6);
-            out.push_str("\",\"level\":\"");
-            out.push_str(level_str(meta.level()));
-            out.push_str("\",\"message\":");
-            let mut message = MessageVisitor {
+            // The request line's span, when it holds the typed handler fields.
+            let handler_span = (meta.target() == REQUEST_TARGET
+                && meta.fields().field(HANDLER_FIELDS).is_some())
+            .then(|| ctx.event_span(event))
+            .flatten()
+            .filter(|span| span.extensions().get::<LogFields>().is_some());
+            scratch.clear();
+            crate::time::push_rfc3339(scratch, SystemTime::now(), 6);
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            out.extend_from_slice(scratch.as_bytes());
+            out.extend_from_slice(b"\",\"level\":\"");
+            out.extend_from_slice(level_str(meta.level()).as_bytes());
+            out.extend_from_slice(b"\",\"message\":");
+            let mut truncated = false;
+            let mut values = Values {
                 out,
                 scratch,
+                max: self.max_field_bytes,
+                truncated: &mut truncated,
+            };
+            let mut message = MessageVisitor {
+                values: &mut values,
                 found: false,
             };
             event.record(&mut message);
             if !message.found {
-                out.push_str("\"\"");
+                values.out.extend_from_slice(b"\"\"");
             }
-            out.push_str(",\"target\":");
-            push_str(out, meta.target());
-            for key in ["timestamp", "level", "message", "target"] {
+            values.out.extend_from_slice(b",\"target\":");
+            // The callsite's own text, not data: never cut.
+            write_str(values.out, meta.target());
+            for key in ["timestamp", "level", "message", "target", "truncated"] {
                 written.insert(key);
             }
             event.record(&mut LineVisitor {
-                out,
-                scratch,
+                values: &mut values,
                 written,
                 keys: keys.get(meta),
+                skip_handler_fields: handler_span.is_some(),
             });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope {
                     let ext = span.extensions();
                     if let Some(span_fields) = ext.get::<SpanFields>() {
-                        for (k, v) in &span_fields.0 {
-                            push_field(out, written, k, v);
+                        for field in &span_fields.0 {
+                            push_span_field(&mut values, written, field);
                         }
                     }
                 }
             }
-            out.push_str("}\n");
+            if let Some(span) = handler_span
+                && let Some(fields) = span.extensions().get::<LogFields>()
+            {
+                fields.with(|list| push_handler_fields(&mut values, written, meta, list));
+            }
+            if truncated {
+                out.extend_from_slice(b",\"truncated\":true");
+            }
+            out.extend_from_slice(b"}\n");
             let mut writer = self.make_writer.make_writer_for(meta);
-            let _ = writer.write_all(out.as_bytes());
+            let _ = writer.write_all(out);
             if out.capacity() > 64 * 1024 {
-                *out = String::new();
+                *out = Vec::new();
             }
         });
     }
@@ -573,16 +772,30 @@ mod tests {
     }
 
     fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        raw_lines(DEFAULT_MAX_FIELD_BYTES, f)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// The lines as written, each checked for duplicate keys.
+    fn raw_lines(max: usize, f: impl FnOnce()) -> Vec<String> {
         let cap = Capture::default();
-        let sub = tracing_subscriber::registry().with(JsonLayer::new(cap.clone()));
+        let layer = JsonLayer::new(cap.clone()).max_field_bytes(max);
+        let sub = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(sub, f);
         let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
         text.lines()
             .map(|l| {
                 assert_no_duplicate_keys(l);
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+                l.to_owned()
             })
             .collect()
+    }
+
+    /// Bytes of `s` once escaped, quotes aside.
+    fn escaped_size(s: &str) -> usize {
+        serde_json::to_string(s).unwrap().len() - 2
     }
 
     /// The top-level keys of a JSON object, duplicates included.
@@ -711,13 +924,218 @@ mod tests {
     }
 
     #[test]
-    fn splice_merges_handler_fields() {
-        let got = lines(|| {
-            let raw = r#"{"user_id":42,"plan":"pro","level":"spoof"}"#;
-            tracing::info!({ SPLICE_FIELD } = raw, "done");
+    fn long_values_are_cut_with_one_flag() {
+        let huge = "a".repeat(400 * 1024);
+        let control = "\u{1}".repeat(2000);
+        let got = raw_lines(DEFAULT_MAX_FIELD_BYTES, || {
+            let span = tracing::info_span!("s", path = huge.as_str());
+            span.in_scope(|| {
+                tracing::info!(user_agent = huge.as_str(), control = control.as_str(), "x");
+                tracing::info!(message = huge.as_str(), debug = ?huge);
+            });
+            tracing::info!(short = "ok", "fine");
         });
-        assert_eq!(got[0]["user_id"], 42);
-        assert_eq!(got[0]["plan"], "pro");
-        assert_eq!(got[0]["level"], "INFO");
+        let v: Vec<serde_json::Value> = got
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for (line, value) in got.iter().zip(&v).take(2) {
+            assert!(line.len() < 4096, "{} bytes", line.len());
+            assert_eq!(value["truncated"], true);
+            assert_eq!(line.matches("\"truncated\"").count(), 1);
+        }
+        let ua = v[0]["user_agent"].as_str().unwrap();
+        assert_eq!(ua, format!("{}{TRUNCATED_MARKER}", &huge[..1024]));
+        let path = v[0]["path"].as_str().unwrap();
+        assert!(path.ends_with(TRUNCATED_MARKER), "span fields are cut too");
+        // Six bytes per escaped control character: 170 of them fit in 1024.
+        let control_cut = v[0]["control"].as_str().unwrap();
+        assert_eq!(
+            control_cut,
+            format!("{}{TRUNCATED_MARKER}", &control[..170])
+        );
+        assert!(
+            v[1]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with(TRUNCATED_MARKER)
+        );
+        let debug = v[1]["debug"].as_str().unwrap();
+        // The opening quote of `Debug` escapes to two bytes.
+        assert_eq!(debug, format!("\"{}{TRUNCATED_MARKER}", &huge[..1022]));
+        assert!(v[2].get("truncated").is_none());
+    }
+
+    #[test]
+    fn multibyte_values_are_cut_on_a_boundary() {
+        let got = lines(|| tracing::info!(v = "é".repeat(600).as_str(), w = "😀é", "x"));
+        // 1024 bytes is 512 two-byte characters exactly.
+        assert_eq!(
+            got[0]["v"],
+            format!("{}{TRUNCATED_MARKER}", "é".repeat(512))
+        );
+        assert_eq!(got[0]["w"], "😀é");
+        let got = raw_lines(5, || tracing::info!(v = "😀é", "x"));
+        let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+        assert_eq!(v["v"], format!("😀{TRUNCATED_MARKER}"));
+    }
+
+    #[test]
+    fn reserved_truncated_key_is_the_formatter_s() {
+        let got = lines(|| {
+            tracing::info!(truncated = "spoof", "x");
+            tracing::info!(truncated = false, long = "y".repeat(2000).as_str(), "x");
+        });
+        assert!(got[0].get("truncated").is_none(), "{}", got[0]);
+        assert_eq!(got[1]["truncated"], true);
+    }
+
+    /// The request line of `layer.rs`, by hand: its span holds the handler's
+    /// fields, its event names them.
+    fn request_line(fields: &LogFields) -> Vec<serde_json::Value> {
+        lines(|| {
+            let span =
+                tracing::info_span!(target: "tower_ops::request", "request", request_id = "r-1");
+            attach(&span, fields);
+            span.in_scope(|| tracing::info!(step = 1, "inside the handler"));
+            tracing::info!(
+                target: "tower_ops::request",
+                parent: &span,
+                status = 200,
+                slow = None::<bool>,
+                { HANDLER_FIELDS } = tracing::field::display("readable form"),
+                "request completed"
+            );
+        })
+    }
+
+    #[test]
+    fn handler_fields_are_typed_at_the_root() {
+        let fields = LogFields::default();
+        fields.insert("user_id", 42);
+        fields.insert("ratio", 0.5);
+        fields.insert("plan", "pro");
+        fields.insert("nested", serde_json::json!({"a": [1, "b", null, true]}));
+        for spoof in [
+            "status",
+            "slow",
+            "request_id",
+            "level",
+            "truncated",
+            "otel.kind",
+        ] {
+            fields.insert(spoof, "spoofed");
+        }
+        let got = request_line(&fields);
+        let (handler, line) = (&got[0], &got[1]);
+        assert!(
+            handler.get("user_id").is_none(),
+            "only the request line: {handler}"
+        );
+        assert_eq!(line["user_id"], 42);
+        assert_eq!(line["ratio"], 0.5);
+        assert_eq!(line["plan"], "pro");
+        assert_eq!(
+            line["nested"],
+            serde_json::json!({"a": [1, "b", null, true]})
+        );
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["request_id"], "r-1");
+        assert_eq!(line["level"], "INFO");
+        for absent in ["slow", "truncated", "otel.kind", "fields", "log.fields"] {
+            assert!(line.get(absent).is_none(), "{absent}: {line}");
+        }
+    }
+
+    #[test]
+    fn handler_fields_are_cut_like_any_value() {
+        let fields = LogFields::default();
+        fields.insert("bio", "\u{0}".repeat(2000));
+        fields.insert("k".repeat(2000), 1);
+        let got = request_line(&fields);
+        let line = &got[1];
+        assert_eq!(line["truncated"], true);
+        let bio = line["bio"].as_str().unwrap();
+        assert!(bio.ends_with(TRUNCATED_MARKER));
+        assert!(escaped_size(bio) <= 1024 + TRUNCATED_MARKER.len());
+        let key = format!("{}{TRUNCATED_MARKER}", "k".repeat(1024));
+        assert_eq!(line[key.as_str()], 1);
+    }
+
+    /// A request line whose span holds no fields (not attached): the event's
+    /// readable text is all there is, and it is written as such.
+    #[test]
+    fn request_line_without_typed_fields_keeps_the_text() {
+        let got = lines(|| {
+            tracing::info!(
+                target: "tower_ops::request",
+                status = 200,
+                { HANDLER_FIELDS } = tracing::field::display("user_id=42"),
+                "request completed"
+            );
+        });
+        assert_eq!(got[0]["fields"], "user_id=42");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_any_limit(s in ".*", max in 0usize..80) {
+            let got = raw_lines(max, || tracing::info!(v = s.as_str(), d = ?s));
+            let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+            let mut cut = false;
+            for (key, original) in [("v", s.clone()), ("d", format!("{s:?}"))] {
+                let text = v[key].as_str().unwrap();
+                if escaped_size(&original) <= max {
+                    proptest::prop_assert_eq!(text, original.as_str());
+                } else {
+                    cut = true;
+                    let kept = text.strip_suffix(TRUNCATED_MARKER).unwrap();
+                    proptest::prop_assert!(original.starts_with(kept));
+                    proptest::prop_assert!(escaped_size(kept) <= max);
+                    // The longest prefix that fits.
+                    let next = original[kept.len()..].chars().next().unwrap();
+                    let longer = &original[..kept.len() + next.len_utf8()];
+                    proptest::prop_assert!(escaped_size(longer) > max);
+                }
+            }
+            proptest::prop_assert_eq!(v.get("truncated").is_some(), cut);
+        }
+
+        #[test]
+        fn numbers_and_strings_read_back(
+            i in proptest::num::i64::ANY,
+            u in proptest::num::u64::ANY,
+            f in proptest::num::f64::ANY,
+            big in proptest::num::i128::ANY,
+            s in proptest::prelude::any::<String>(),
+        ) {
+            let got = raw_lines(usize::MAX, || {
+                let span = tracing::info_span!("s", sf = f, ss = s.as_str());
+                let _e = span.enter();
+                tracing::info!(i, u, f, big, s = s.as_str(), "x");
+            });
+            let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+            proptest::prop_assert_eq!(v["i"].as_i64(), Some(i));
+            proptest::prop_assert_eq!(v["u"].as_u64(), Some(u));
+            let text = &got[0];
+            proptest::prop_assert!(text.contains(&format!("\"big\":{big}")), "{}", text);
+            for key in ["f", "sf"] {
+                if f.is_finite() {
+                    // serde_json (without `float_roundtrip`) may read the last
+                    // digit one unit off; the text itself is exact.
+                    let read = v[key].as_f64().unwrap();
+                    proptest::prop_assert!(read.to_bits().abs_diff(f.to_bits()) <= 1, "{}", text);
+                    let token = text.split(&format!("\"{key}\":")).nth(1).unwrap();
+                    let token = &token[..token.find([',', '}']).unwrap()];
+                    proptest::prop_assert_eq!(token.parse::<f64>().unwrap().to_bits(), f.to_bits());
+                    proptest::prop_assert!(token.contains(['.', 'e']), "{}", token);
+                } else {
+                    proptest::prop_assert!(v[key].is_null());
+                }
+            }
+            proptest::prop_assert_eq!(v["s"].as_str(), Some(s.as_str()));
+            proptest::prop_assert_eq!(v["ss"].as_str(), Some(s.as_str()));
+            proptest::prop_assert!(v.get("truncated").is_none());
+        }
     }
 }

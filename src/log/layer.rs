@@ -27,8 +27,19 @@ use crate::trace_context::{self, TraceContext, TraceId};
 
 /// Fields a handler (or an inner layer) adds to its request's log line.
 ///
-/// [`RequestLogLayer`] puts one in the request extensions; values are written at the
-/// root of the JSON line. Keys the line already has (`status`, `path`, ...) win.
+/// [`RequestLogLayer`] puts one in the request extensions. Under
+/// [`JsonLayer`](super::JsonLayer) the values are written at the root of the
+/// request's line (and only that line), typed as given: numbers stay numbers,
+/// objects stay objects, strings are cut like any value
+/// ([bounded values](super::JsonLayer#bounded-values)). Keys the request line
+/// has or may have (`status`, `path`, `slow`, ...) and keys of the enclosing
+/// spans win; so do `headers`, `request_body` and `response_body` when the layer
+/// logs those.
+///
+/// Under another subscriber (tracing-subscriber's own `fmt().json()`, say), the
+/// request event carries them as one field, `fields`, whose text is each
+/// `key=value` separated by a space, the value in JSON (strings quoted):
+/// `fields="user_id=42 plan=\"pro\""`.
 ///
 /// ```
 /// # #[cfg(feature = "axum")] {
@@ -46,11 +57,11 @@ use crate::trace_context::{self, TraceContext, TraceId};
 pub struct LogFields(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
 
 impl LogFields {
-    /// Adds (or replaces) a field.
+    /// Adds (or replaces) a field; at most 64 fields are kept.
     pub fn insert(&self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
         let key = key.into();
         let value = value.into();
-        let mut fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fields = self.lock();
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
         } else if fields.len() < 64 {
@@ -58,30 +69,49 @@ impl LogFields {
         }
     }
 
-    /// The fields as one JSON object, with `headers` when given; `None` when empty.
-    fn render(
-        &self,
-        headers: Option<&serde_json::Value>,
-        bodies: Vec<(&str, serde_json::Value)>,
-    ) -> Option<String> {
-        let fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if fields.is_empty() && headers.is_none() && bodies.is_empty() {
-            return None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, serde_json::Value)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The layer's own field (`headers`, a body), over a handler's of that name.
+    fn set(&self, key: &str, value: serde_json::Value) {
+        let mut fields = self.lock();
+        match fields.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => fields.push((key.to_owned(), value)),
         }
-        let mut map: serde_json::Map<String, serde_json::Value> = fields.iter().cloned().collect();
-        if let Some(h) = headers {
-            map.insert("headers".to_owned(), h.clone());
-        }
-        for (k, v) in bodies {
-            map.insert(k.to_owned(), v);
-        }
-        Some(serde_json::Value::Object(map).to_string())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Runs `f` on the fields.
+    pub(super) fn with<R>(&self, f: impl FnOnce(&[(String, serde_json::Value)]) -> R) -> R {
+        f(&self.lock())
+    }
+}
+
+/// The `fields` text of the request event: `key=value ...`, values in JSON.
+struct Readable<'a>(&'a LogFields);
+
+impl fmt::Display for Readable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.with(|fields| {
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{k}={v}")?;
+            }
+            Ok(())
+        })
     }
 }
 
 impl fmt::Debug for LogFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fields = self.lock();
         f.debug_map()
             .entries(fields.iter().map(|(k, v)| (k, v)))
             .finish()
@@ -381,6 +411,7 @@ where
             req.extensions_mut().insert(parent);
         }
         let fields = LogFields::default();
+        super::format::attach(&span, &fields);
         req.extensions_mut().insert(fields.clone());
         let request_body = config.capture.map(|_| {
             let capture = BodyCapture::default();
@@ -826,21 +857,23 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         Some(id) => Some(id.encode(&mut hex)),
         None => problem.and_then(Problem::get_trace_id),
     };
-    let mut bodies = Vec::new();
+    if let Some(headers) = &p.headers {
+        p.fields.set("headers", headers.clone());
+    }
     if let Some(limit) = config.capture {
         if let Some(body) = p.request_body.as_ref().and_then(BodyCapture::take) {
             let value = captured(&config.redactor, &body, body.len() as u64, limit);
-            bodies.push(("request_body", value));
+            p.fields.set("request_body", value);
         }
         if let Some(d) = done
             && let Some(copy) = &d.response_body
             && d.response_bytes > 0
         {
             let value = captured(&config.redactor, copy, d.response_bytes, limit);
-            bodies.push(("response_body", value));
+            p.fields.set("response_body", value);
         }
     }
-    let extra = p.fields.render(p.headers.as_ref(), bodies);
+    let fields = (!p.fields.is_empty()).then(|| tracing::field::display(Readable(&p.fields)));
     macro_rules! event {
         ($lvl:expr) => {
             tracing::event!(
@@ -864,7 +897,7 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
                 slow = slow.then_some(true),
                 aborted = matches!(outcome, Outcome::Aborted).then_some(true),
                 error = error.as_deref(),
-                { crate::log::format::SPLICE_FIELD } = extra.as_deref(),
+                { super::format::HANDLER_FIELDS } = fields,
                 "request completed"
             )
         };
