@@ -344,3 +344,142 @@ async fn captured_bodies_are_redacted_and_capped() {
     let placeholder = lines[1]["request_body"].as_str().unwrap();
     assert!(placeholder.starts_with("<body of "), "{placeholder}");
 }
+
+/// One request through `RequestIdLayer` and `RequestLogLayer` under `JsonLayer`,
+/// its handler adding `fields`; the raw request line.
+async fn one_line(
+    user_agent: &str,
+    fields: &'static [(&'static str, &'static str)],
+) -> (String, Value) {
+    use tower::ServiceExt;
+    let cap = Capture::default();
+    let sub = tracing_subscriber::registry().with(JsonLayer::new(cap.clone()));
+    let _g = tracing::subscriber::set_default(sub);
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .layer(RequestLogLayer::new())
+        .service(tower::service_fn(
+            move |req: http::Request<String>| async move {
+                let log = req.extensions().get::<LogFields>().unwrap();
+                for (k, v) in fields {
+                    log.insert(*k, *v);
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+            },
+        ));
+    let req = http::Request::builder()
+        .uri("/users/1")
+        .header("user-agent", user_agent)
+        .body(String::new())
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let text = cap.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("request completed"))
+        .unwrap()
+        .to_owned();
+    let value = serde_json::from_str(&line).unwrap();
+    (line, value)
+}
+
+#[tokio::test]
+async fn huge_user_agent_is_cut_and_the_line_stays_small() {
+    let agent = "A".repeat(400 * 1024);
+    let (line, l) = one_line(&agent, &[]).await;
+    assert!(line.len() < 4096, "{} bytes", line.len());
+    assert_eq!(l["truncated"], true);
+    assert_eq!(line.matches("\"truncated\"").count(), 1);
+    let ua = l["user_agent"].as_str().unwrap();
+    assert_eq!(ua, format!("{}…[truncated]", &agent[..1024]));
+    assert_eq!(l["status"], 200);
+}
+
+#[tokio::test]
+async fn control_characters_cannot_blow_up_the_line() {
+    // Header values allow tabs; a handler field can hold anything.
+    static FIELDS: &[(&str, &str)] = &[("note", "\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}\u{1}")];
+    let tabs = "\t".repeat(2000);
+    let (line, l) = one_line(&format!("a{tabs}b"), FIELDS).await;
+    assert!(line.len() < 4096, "{} bytes", line.len());
+    assert_eq!(l["truncated"], true);
+    assert!(l["user_agent"].as_str().unwrap().ends_with("…[truncated]"));
+    assert_eq!(l["note"], "\u{1}".repeat(8));
+}
+
+#[tokio::test]
+async fn hostile_handler_field_is_bounded() {
+    let cap = Capture::default();
+    let sub = tracing_subscriber::registry().with(JsonLayer::new(cap.clone()));
+    let _g = tracing::subscriber::set_default(sub);
+    let svc = tower::Layer::layer(
+        &RequestLogLayer::new(),
+        tower::service_fn(|req: http::Request<String>| async move {
+            let log = req.extensions().get::<LogFields>().unwrap();
+            log.insert("blob", "\u{0}".repeat(2000));
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }),
+    );
+    tower::ServiceExt::oneshot(svc, http::Request::new(String::new()))
+        .await
+        .unwrap();
+    let text = cap.text();
+    assert!(text.len() < 4096, "{} bytes", text.len());
+    let l = &cap.completed()[0];
+    assert_eq!(l["truncated"], true);
+    let blob = l["blob"]
+        .as_str()
+        .unwrap()
+        .strip_suffix("…[truncated]")
+        .unwrap();
+    assert_eq!(blob, "\u{0}".repeat(170), "six escaped bytes each");
+}
+
+#[tokio::test]
+async fn handler_fields_are_typed_and_never_override() {
+    let (addr, cap, _g) = start(RequestLogLayer::new()).await;
+    http_get(addr, "/users/7", "").await;
+    let lines = cap.wait_for(1).await;
+    let l = &lines[0];
+    assert_eq!(l["user_id"], 42, "a number stays a number: {l}");
+    assert_eq!(l["status"], 200, "the handler's `status` does not win");
+    assert!(
+        l.get("fields").is_none() && l.get("log.fields").is_none(),
+        "{l}"
+    );
+    let hi = cap
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "handler says hi")
+        .unwrap();
+    assert!(hi.get("user_id").is_none(), "only the request line: {hi}");
+}
+
+#[tokio::test]
+async fn own_subscriber_shows_handler_fields_readably() {
+    let cap = Capture::default();
+    let sub = tracing_subscriber::fmt()
+        .json()
+        .with_writer(cap.clone())
+        .finish();
+    let _g = tracing::subscriber::set_default(sub);
+    let addr = serve(app().layer(RequestLogLayer::new())).await;
+    assert_eq!(http_get(addr, "/users/7", "").await.status, 200);
+    let mut line = None;
+    for _ in 0..200 {
+        line = cap
+            .lines()
+            .into_iter()
+            .find(|l| l["fields"]["message"] == "request completed");
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line = line.unwrap_or_else(|| panic!("no request line: {}", cap.text()));
+    assert_eq!(
+        line["fields"]["fields"], "user_id=42 status=\"spoofed\"",
+        "{line}"
+    );
+    assert_eq!(line["fields"]["status"], 200);
+}
