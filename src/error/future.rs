@@ -339,11 +339,14 @@ fn panic_problem(message: &str, request_id: Option<&RequestId>) -> Problem {
         problem.request_id = request_id.cloned();
     }
     let message = for_log(message);
-    tracing::error!(
-        request_id = problem.get_request_id().map(RequestId::as_str),
-        panic = %message,
-        "request handler panicked"
-    );
+    // The logging set-up's panic hook has already made this panic its event.
+    if !crate::log::panic::hook_installed() {
+        tracing::error!(
+            request_id = problem.get_request_id().map(RequestId::as_str),
+            panic = %message,
+            "request handler panicked"
+        );
+    }
     problem.logged = true;
     problem.source(message.into_owned())
 }
