@@ -223,7 +223,9 @@ impl LogBuilder {
         };
         let registry = tracing_subscriber::registry().with(filter).with(layer);
         let result = match self.format {
-            LogFormat::Json => registry.with(JsonLayer::new(writer.clone())).try_init(),
+            LogFormat::Json => registry
+                .with(JsonLayer::new(writer.clone()).max_field_bytes(self.max_field_bytes))
+                .try_init(),
             LogFormat::Pretty => registry.with(pretty_layer(writer.clone(), ansi)).try_init(),
         };
         result.map_err(|e| LogInitError(format!("cannot install the subscriber: {e}")))?;

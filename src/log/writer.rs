@@ -259,7 +259,8 @@ impl LogWriter {
             // Doubling, but never past the bound: the two batches' memory stays
             // within twice `max_buffer_bytes`, and is kept from batch to batch.
             let grown = (state.batch.capacity() * 2)
-                .clamp(4096, shared.max_buffer_bytes)
+                .max(4096)
+                .min(shared.max_buffer_bytes)
                 .max(needed);
             let len = state.batch.len();
             state.batch.reserve_exact(grown - len);
