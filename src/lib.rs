@@ -87,6 +87,7 @@ pub mod log;
 pub mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod panics;
 pub mod paths;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;

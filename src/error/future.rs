@@ -14,9 +14,9 @@ use pin_project_lite::pin_project;
 
 use super::for_log;
 use super::layer::BoxError;
-use super::log::panic_message;
 use super::{Code, Problem, Renderer, chain};
 use crate::body::{AnyBody, ResponseBody, ResponseMode};
+use crate::panics::message as panic_message;
 use crate::request_id::RequestId;
 
 /// The largest plain-text error body read to become a problem's detail. Framework
@@ -340,7 +340,7 @@ fn panic_problem(message: &str, request_id: Option<&RequestId>) -> Problem {
     }
     let message = for_log(message);
     // The logging set-up's panic hook has already made this panic its event.
-    if !crate::log::panic::hook_installed() {
+    if !crate::panics::hook_installed() {
         tracing::error!(
             request_id = problem.get_request_id().map(RequestId::as_str),
             panic = %message,

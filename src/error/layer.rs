@@ -12,9 +12,9 @@ use tower_service::Service;
 
 use super::Renderer;
 use super::future::{Failure, ResponseFuture};
-use super::log::panic_message;
 use crate::body::{AnyBody, ResponseMode};
 use crate::config::ConfigError;
+use crate::panics::message as panic_message;
 
 /// A boxed error, as tower middleware produces them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

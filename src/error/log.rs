@@ -1,6 +1,5 @@
 //! The one place where error text is prepared for the log.
 
-use std::any::Any;
 use std::borrow::Cow;
 
 /// The longest error text written to the log, in bytes.
@@ -48,17 +47,6 @@ fn is_unsafe(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// The text of a panic payload: the `&str` or `String` given to `panic!`.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "a panic payload that is not a string"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -77,16 +65,6 @@ mod tests {
         let out = for_log(&long);
         assert!(out.len() <= MAX_LOG_LEN + 3);
         assert!(out.ends_with("..."));
-    }
-
-    #[test]
-    fn payloads() {
-        let s: Box<dyn Any + Send> = Box::new("static");
-        assert_eq!(panic_message(&*s), "static");
-        let s: Box<dyn Any + Send> = Box::new(String::from("owned"));
-        assert_eq!(panic_message(&*s), "owned");
-        let s: Box<dyn Any + Send> = Box::new(42_u8);
-        assert!(panic_message(&*s).contains("not a string"));
     }
 
     proptest! {

@@ -57,7 +57,7 @@
 pub(crate) mod format;
 mod init;
 mod layer;
-pub(crate) mod panic;
+mod panic;
 mod writer;
 
 pub use self::format::JsonLayer;

@@ -14,7 +14,6 @@
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::Cell;
 use std::panic::{Location, PanicHookInfo};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::for_log;
@@ -23,7 +22,6 @@ use crate::request_id::RequestId;
 type Flush = Arc<dyn Fn() + Send + Sync>;
 
 static FLUSH: RwLock<Option<Flush>> = RwLock::new(None);
-static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Set while this thread runs the hook: a panic inside it (a `Debug` impl, a
@@ -39,25 +37,14 @@ pub(crate) fn install(flush: impl Fn() + Send + Sync + 'static) {
         .replace(Arc::new(flush));
     // Dropped outside the lock: the hook never waits on a drop.
     drop(previous);
-    if !INSTALLED.swap(true, Ordering::AcqRel) {
+    if crate::panics::mark_hook_installed() {
         std::panic::set_hook(Box::new(hook));
     }
 }
 
-/// Whether our hook is installed (the error layer skips its own panic event then).
-pub(crate) fn hook_installed() -> bool {
-    INSTALLED.load(Ordering::Acquire)
-}
-
 fn hook(info: &PanicHookInfo<'_>) {
     guarded(|| {
-        // `PanicHookInfo::payload_as_str` is newer than the MSRV.
-        let payload = info.payload();
-        let text = payload
-            .downcast_ref::<&'static str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-        emit(text, info.location());
+        emit(crate::panics::message(info.payload()), info.location());
         flush();
     });
 }
@@ -79,8 +66,8 @@ fn guarded(f: impl FnOnce()) {
     }
 }
 
-fn emit(payload: Option<&str>, location: Option<&Location<'_>>) {
-    let message = for_log(payload.unwrap_or("a panic payload that is not a string"));
+fn emit(payload: &str, location: Option<&Location<'_>>) {
+    let message = for_log(payload);
     let location = location.map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
     let request_id = crate::request_id::current();
     let thread = std::thread::current();
@@ -157,7 +144,7 @@ mod tests {
     fn one_redacted_event_with_its_location() {
         let here = Location::caller();
         let got = captured(|| {
-            emit(Some("login failed password=hunter2\nnext"), Some(here));
+            emit("login failed password=hunter2\nnext", Some(here));
         });
         assert_eq!(got.len(), 1, "{got:?}");
         let e = &got[0];
@@ -185,7 +172,10 @@ mod tests {
     fn carries_the_request_id_and_odd_payloads() {
         let mut slot = Some(RequestId::new("req-panic-1").unwrap());
         let got = captured(|| {
-            crate::request_id::enter(&mut slot, || emit(None, None));
+            let payload: Box<dyn std::any::Any + Send> = Box::new(42_u8);
+            crate::request_id::enter(&mut slot, || {
+                emit(crate::panics::message(&*payload), None);
+            });
         });
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0]["request_id"], "req-panic-1");
