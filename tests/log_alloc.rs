@@ -21,28 +21,14 @@ fn no_heap_allocation_per_line() {
         .writer(std::io::sink());
     let mut line = vec![b'x'; 299];
     line.push(b'\n');
-    // Warm-up: both batch buffers reach their working size.
-    for _ in 0..LINES {
+    assert_warm_path_allocates_nothing("lines through the writer", &writer, |_| {
         (&writer).write_all(&line).unwrap();
-    }
-    writer.flush();
-
-    let region = Region::new(GLOBAL);
-    for _ in 0..LINES {
-        (&writer).write_all(&line).unwrap();
-    }
-    writer.flush();
-    let writer_only = region.change();
-    assert!(
-        writer_only.allocations < 10,
-        "{} allocations for {LINES} lines through the writer",
-        writer_only.allocations
-    );
+    });
 
     // The formatter on top, as `init` sets it up.
     let subscriber = tracing_subscriber::registry().with(JsonLayer::new(writer.clone()));
     tracing::subscriber::with_default(subscriber, || {
-        let log = |i: usize| {
+        assert_warm_path_allocates_nothing("formatted events", &writer, |i| {
             tracing::info!(
                 target: "tower_ops::request",
                 method = "GET",
@@ -51,23 +37,24 @@ fn no_heap_allocation_per_line() {
                 duration_ms = 0.25 + i as f64,
                 "request completed"
             )
-        };
-        for i in 0..LINES {
-            log(i);
-        }
-        writer.flush();
-        let region = Region::new(GLOBAL);
-        for i in 0..LINES {
-            log(i);
-        }
-        writer.flush();
-        let formatted = region.change();
-        assert!(
-            formatted.allocations < 10,
-            "{} allocations for {LINES} formatted events",
-            formatted.allocations
-        );
+        });
     });
     drop(guard);
     assert_eq!(writer.dropped_lines(), 0);
+}
+
+/// Runs `log` for `LINES` lines to warm every buffer up (both batches reach their
+/// working size), then `LINES` more, and asserts that the second round allocated
+/// nothing per line.
+fn assert_warm_path_allocates_nothing(what: &str, writer: &LogWriter, log: impl Fn(usize)) {
+    (0..LINES).for_each(&log);
+    writer.flush();
+    let region = Region::new(GLOBAL);
+    (0..LINES).for_each(&log);
+    writer.flush();
+    let allocations = region.change().allocations;
+    assert!(
+        allocations < 10,
+        "{allocations} allocations for {LINES} {what}"
+    );
 }

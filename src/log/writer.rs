@@ -285,14 +285,11 @@ impl std::fmt::Debug for LogWriter {
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.append(buf);
-        Ok(buf.len())
+        Write::write(&mut &*self, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Per-line flushes (a `LineWriter` habit) would defeat the batching; the
-        // batch is written on the writer thread's schedule, or by `LogWriter::flush`.
-        Ok(())
+        Write::flush(&mut &*self)
     }
 }
 
@@ -311,6 +308,8 @@ impl Write for &LogWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // Per-line flushes (a `LineWriter` habit) would defeat the batching; the
+        // batch is written on the writer thread's schedule, or by `LogWriter::flush`.
         Ok(())
     }
 }
