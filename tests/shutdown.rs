@@ -322,6 +322,63 @@ fn cuts_requests_past_the_timeout(target: &Target) {
     assert!(log.contains("shutdown complete"), "{log}");
 }
 
+/// Ten requests cut at the shutdown deadline: each gets its request line, with
+/// `aborted: true`, written before the process exits.
+#[test]
+fn quickstart_logs_every_cut_request_as_aborted() {
+    const CUT: usize = 10;
+    let target = Target {
+        env: &[("LOG_FORMAT", "json")],
+        ..QUICKSTART
+    };
+    let mut server = Server::start(
+        &target,
+        &[
+            ("SHUTDOWN_DRAIN_DELAY_MS", "0"),
+            ("SHUTDOWN_TIMEOUT_MS", "300"),
+        ],
+    );
+    let started = "slow request started";
+    let mut clients = Vec::new();
+    for n in 1..=CUT {
+        let mut stream = connect(server.port).expect("connect for a slow request");
+        write!(
+            stream,
+            "GET /slow?ms=60000 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while server.log().matches(started).count() < n {
+            assert!(Instant::now() < deadline, "{n} not started: {}", server.log());
+            thread::sleep(Duration::from_millis(10));
+        }
+        clients.push(stream);
+    }
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    // The reader threads may still hold the last bytes.
+    thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    let aborted: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "tower_ops::request" && l["aborted"] == true)
+        .collect();
+    assert_eq!(aborted.len(), CUT, "{log}");
+    let mut ids: Vec<&str> = aborted
+        .iter()
+        .map(|l| l["request_id"].as_str().expect("a request id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), CUT, "one line per request: {log}");
+    for line in &aborted {
+        assert_eq!(line["path"], "/slow?ms=60000", "{line}");
+    }
+    drop(clients);
+}
+
 #[test]
 fn drains_then_exits_zero() {
     drains_gracefully(&TARGET);
