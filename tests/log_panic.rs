@@ -1,7 +1,8 @@
-//! The panic hook of the logging set-up, in real processes: a panic in a request
+//! The logging set-up in real processes. The panic hook: a panic in a request
 //! (the quickstart example), in a spawned task and in the test thread of this
 //! binary run again as a child, each becomes one JSON ERROR event on stdout and
-//! nothing on stderr.
+//! nothing on stderr. The writer: a stdout reader that goes away costs the lines,
+//! not the server.
 
 mod common;
 
@@ -38,8 +39,18 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String
     })
 }
 
-#[tokio::test]
-async fn a_request_panic_is_one_event_with_its_request_id() {
+/// The quickstart example logging JSON to a piped stdout, started and read up to
+/// its `listening` line: the child, its address, what it printed so far, its
+/// stdout from there on and a thread collecting its stderr.
+fn start_quickstart(
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    String,
+    std::io::BufReader<std::process::ChildStdout>,
+    std::thread::JoinHandle<String>,
+) {
     let mut child = Command::new(example_binary("quickstart"))
         .env("PORT", "0")
         .env("LOG_FORMAT", "json")
@@ -47,16 +58,16 @@ async fn a_request_panic_is_one_event_with_its_request_id() {
         .env_remove("RUST_LOG")
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the quickstart example (built by `cargo test`)");
-    // Lines until `listening`, read here; the rest on a thread.
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
     let mut seen = String::new();
-    let addr: std::net::SocketAddr = loop {
+    let addr = loop {
         let mut line = String::new();
         let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
         assert!(n > 0, "exited before listening: {seen}");
@@ -67,6 +78,29 @@ async fn a_request_panic_is_one_event_with_its_request_id() {
             break v["addr"].as_str().unwrap().parse().unwrap();
         }
     };
+    (child, addr, seen, stdout, stderr)
+}
+
+/// SIGTERM, then the exit status within [`PATIENCE`].
+fn stop(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_request_panic_is_one_event_with_its_request_id() {
+    let (mut child, addr, seen, stdout, stderr) = start_quickstart(&[]);
     let rest = drain(stdout);
 
     let reply = get(addr, "/panic", "").await;
@@ -77,19 +111,7 @@ async fn a_request_panic_is_one_event_with_its_request_id() {
     // The request line is written after the last body byte: give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = stop(&mut child);
     let out = format!("{seen}{}", rest.join().unwrap());
     let err = stderr.join().unwrap();
     assert!(status.success(), "{status}: {out}\n{err}");
@@ -129,6 +151,27 @@ async fn a_request_panic_is_one_event_with_its_request_id() {
         .unwrap_or_else(|| panic!("no request line: {out}"));
     assert_eq!(request["rejected_by"], "panic", "{request}");
     assert_eq!(request["code"], "INTERNAL", "{request}");
+}
+
+/// The reader of the server's stdout goes away (a log shipper that died): the
+/// writes fail with EPIPE, the server keeps answering and exits cleanly.
+#[tokio::test]
+async fn a_log_reader_that_goes_away_does_not_stop_the_server() {
+    let (mut child, addr, _, stdout, stderr) =
+        start_quickstart(&[("RATE_LIMIT_MAX_REQUESTS", "100000")]);
+    drop(stdout);
+    for n in 0..300 {
+        let reply = get(addr, "/users/42", "").await;
+        assert_eq!(reply.status, 200, "request {n}: {}", reply.text());
+    }
+    // Long enough for the writer's timer to try the pipe more than once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = get(addr, "/health/live", "").await;
+    assert_eq!(reply.status, 200);
+    let status = stop(&mut child);
+    let err = stderr.join().unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// This binary again, running only [`child`] in `mode`; its stdout and stderr.
