@@ -456,7 +456,7 @@ async fn handler_fields_are_typed_and_never_override() {
 }
 
 #[tokio::test]
-async fn own_subscriber_shows_handler_fields_readably() {
+async fn own_subscriber_gets_handler_fields_as_real_fields() {
     let cap = Capture::default();
     let sub = tracing_subscriber::fmt()
         .json()
@@ -477,9 +477,47 @@ async fn own_subscriber_shows_handler_fields_readably() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let line = line.unwrap_or_else(|| panic!("no request line: {}", cap.text()));
-    assert_eq!(
-        line["fields"]["fields"], "user_id=42 status=\"spoofed\"",
-        "{line}"
+    // Real fields: the number stays a number, the line's own `status` wins.
+    assert_eq!(line["fields"]["user_id"], 42, "{line}");
+    assert_eq!(line["fields"]["status"], 200, "{line}");
+    assert!(line["fields"].get("fields").is_none(), "{line}");
+}
+
+/// Under the app's own `fmt().json()` subscriber, a line logged in a task started
+/// with `request_id::spawn` belongs to the request's span, so it carries the
+/// request id as a line logged in the handler does.
+#[tokio::test]
+async fn own_subscriber_spawned_task_lines_carry_the_request_span() {
+    let cap = Capture::default();
+    let sub = tracing_subscriber::fmt()
+        .json()
+        .with_writer(cap.clone())
+        .finish();
+    let _g = tracing::subscriber::set_default(sub);
+    let router = Router::new().route(
+        "/job",
+        get(|| async {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            tower_ops::request_id::spawn(async move {
+                tracing::info!("in the task");
+                let _ = done.send(());
+            });
+            let _ = wait.await;
+            "queued"
+        }),
     );
-    assert_eq!(line["fields"]["status"], 200);
+    let app = router.layer(
+        ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .layer(RequestLogLayer::new()),
+    );
+    let addr = serve(app).await;
+    let reply = http_get(addr, "/job", "x-request-id: job-42\r\n").await;
+    assert_eq!(reply.status, 200);
+    let line = cap
+        .lines()
+        .into_iter()
+        .find(|l| l["fields"]["message"] == "in the task")
+        .unwrap_or_else(|| panic!("no task line: {}", cap.text()));
+    assert_eq!(line["span"]["request_id"], "job-42", "{line}");
 }

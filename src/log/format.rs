@@ -377,6 +377,9 @@ struct Key {
     name: &'static str,
     rendered: Option<Box<[u8]>>,
     bit: u128,
+    /// A handler field of a request line with handler fields (see
+    /// `log::fields`), written from the span's typed copy instead.
+    handler: bool,
 }
 
 /// The prepared keys of a callsite's fields, by field index.
@@ -389,6 +392,11 @@ struct CallsiteKeys {
 
 impl CallsiteKeys {
     fn new(meta: &'static tracing::Metadata<'static>) -> Self {
+        let handler_from = if meta.name() == super::fields::EVENT_NAME {
+            super::fields::LINE_FIELDS.len()
+        } else {
+            usize::MAX
+        };
         let keys = meta
             .fields()
             .iter()
@@ -403,6 +411,7 @@ impl CallsiteKeys {
                     name,
                     rendered,
                     bit: Written::bit(name),
+                    handler: field.index() >= handler_from,
                 }
             })
             .collect();
@@ -460,8 +469,9 @@ impl LineVisitor<'_, '_> {
                 name,
                 rendered: Some(rendered),
                 bit,
+                handler,
             }) => {
-                if (self.skip_handler_fields && *name == HANDLER_FIELDS)
+                if (self.skip_handler_fields && (*handler || *name == HANDLER_FIELDS))
                     || !self.written.insert_with_bit(name, *bit)
                 {
                     return false;
@@ -615,8 +625,20 @@ fn push_handler_fields(
     meta: &tracing::Metadata<'_>,
     fields: &[(String, serde_json::Value)],
 ) {
+    // The event's own fields win; on a request line with handler fields, those
+    // that stand for the handler's are written from here.
+    let handler_from = if meta.name() == super::fields::EVENT_NAME {
+        super::fields::LINE_FIELDS.len()
+    } else {
+        usize::MAX
+    };
+    let own = |key: &str| {
+        meta.fields()
+            .field(key)
+            .is_some_and(|f| f.index() < handler_from)
+    };
     for (key, value) in fields {
-        if written.contains(key) || meta.fields().field(key).is_some() || is_otel_control(key) {
+        if written.contains(key) || own(key) || is_otel_control(key) {
             continue;
         }
         values.out.push(b',');
@@ -677,7 +699,8 @@ where
             let meta = event.metadata();
             // The request line's span, when it holds the typed handler fields.
             let handler_span = (meta.target() == REQUEST_TARGET
-                && meta.fields().field(HANDLER_FIELDS).is_some())
+                && (meta.name() == super::fields::EVENT_NAME
+                    || meta.fields().field(HANDLER_FIELDS).is_some()))
             .then(|| ctx.event_span(event))
             .flatten()
             .filter(|span| span.extensions().get::<LogFields>().is_some());

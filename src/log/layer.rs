@@ -36,9 +36,14 @@ use crate::trace_context::{self, TraceContext, TraceId};
 /// spans win; so do `headers`, `request_body` and `response_body` when the layer
 /// logs those.
 ///
-/// Under another subscriber (tracing-subscriber's own `fmt().json()`, say), the
-/// request event carries them as one field, `fields`, whose text is each
-/// `key=value` separated by a space, the value in JSON (strings quoted):
+/// Under another subscriber (tracing-subscriber's own `fmt().json()`, say), they
+/// are fields of the request event like any other: integers, floats and booleans
+/// typed, strings as strings, arrays and objects as their JSON text, so
+/// `fmt().json()` writes `"fields":{"message":"request completed",...,"user_id":42}`.
+/// tracing names an event's fields in `'static` metadata, so the process makes
+/// one event callsite per level and distinct set of keys, up to 256; past that,
+/// and for a key longer than 128 bytes, the event carries the fields as one text
+/// field, `fields`, each `key=value` with the value in JSON:
 /// `fields="user_id=42 plan=\"pro\""`.
 ///
 /// ```
@@ -873,6 +878,51 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
             p.fields.set("response_body", value);
         }
     }
+    let method = p.method.as_str();
+    let route = route.map_or("unmatched", MatchedRoute::as_str);
+    let path: &str = &path;
+    let status = status.map(|s| s.as_u16());
+    let duration_ms = duration.as_micros() as f64 / 1000.0;
+    let request_id = p.request_id.as_ref().map(RequestId::as_str);
+    let client_request_id = p.client_request_id.as_ref().map(RequestId::as_str);
+    let client_ip = client_ip.as_ref().map(IpText::as_str);
+    let user_agent = user_agent.as_deref();
+    let response_bytes = done.map(|d| d.response_bytes);
+    let code = problem.map(|pr| pr.get_code().as_str());
+    let rejected_by = problem.and_then(Problem::get_rejected_by);
+    let slow = slow.then_some(true);
+    let aborted = matches!(outcome, Outcome::Aborted).then_some(true);
+    let error = error.as_deref();
+    if !p.fields.is_empty() {
+        // In `fields::LINE_FIELDS` order. The handler's fields are copied out
+        // first: a formatter may read them from the span while the line is
+        // written.
+        let values: [Option<&dyn tracing::Value>; super::fields::LINE_FIELDS.len()] = [
+            Some(&MESSAGE),
+            Some(&method),
+            Some(&route),
+            Some(&path),
+            Some(&status),
+            Some(&duration_ms),
+            Some(&request_id),
+            Some(&client_request_id),
+            Some(&client_ip),
+            Some(&user_agent),
+            Some(&p.request_bytes),
+            Some(&response_bytes),
+            Some(&trace_id),
+            Some(&code),
+            Some(&rejected_by),
+            Some(&slow),
+            Some(&aborted),
+            Some(&error),
+        ];
+        let handler = p.fields.with(<[_]>::to_vec);
+        if super::fields::emit(level, &p.span, &values, &handler) {
+            return;
+        }
+    }
+    // No handler fields, or no run-time callsite left for them: their text.
     let fields = (!p.fields.is_empty()).then(|| tracing::field::display(Readable(&p.fields)));
     macro_rules! event {
         ($lvl:expr) => {
@@ -880,23 +930,23 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
                 target: "tower_ops::request",
                 parent: &p.span,
                 $lvl,
-                method = p.method.as_str(),
-                route = route.map_or("unmatched", MatchedRoute::as_str),
-                path = &*path,
-                status = status.map(|s| s.as_u16()),
-                duration_ms = duration.as_micros() as f64 / 1000.0,
-                request_id = p.request_id.as_ref().map(RequestId::as_str),
-                client_request_id = p.client_request_id.as_ref().map(RequestId::as_str),
-                client_ip = client_ip.as_ref().map(IpText::as_str),
-                user_agent = user_agent.as_deref(),
+                method,
+                route,
+                path,
+                status,
+                duration_ms,
+                request_id,
+                client_request_id,
+                client_ip,
+                user_agent,
                 request_bytes = p.request_bytes,
-                response_bytes = done.map(|d| d.response_bytes),
-                trace_id = trace_id,
-                code = problem.map(|pr| pr.get_code().as_str()),
-                rejected_by = problem.and_then(Problem::get_rejected_by),
-                slow = slow.then_some(true),
-                aborted = matches!(outcome, Outcome::Aborted).then_some(true),
-                error = error.as_deref(),
+                response_bytes,
+                trace_id,
+                code,
+                rejected_by,
+                slow,
+                aborted,
+                error,
                 { super::format::HANDLER_FIELDS } = fields,
                 "request completed"
             )
@@ -910,6 +960,9 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
         _ => event!(Level::TRACE),
     }
 }
+
+/// The request line's message (the event macro above spells it too).
+const MESSAGE: &str = "request completed";
 
 #[cfg(test)]
 mod tests {

@@ -54,6 +54,7 @@
 //! # }
 //! ```
 
+mod fields;
 pub(crate) mod format;
 mod init;
 mod layer;

@@ -130,7 +130,14 @@ impl<F> fmt::Debug for Scoped<F> {
     }
 }
 
-/// `tokio::spawn`, carrying the current request id (if any) into the new task.
+/// `tokio::spawn`, carrying the current request id (if any) and the current
+/// tracing span into the new task.
+///
+/// Lines logged in the task then belong to the request's span, so they carry
+/// its fields (`request_id`, `trace_id`) under any subscriber, as lines logged
+/// in the handler do. As with [`tracing::Instrument`], the span stays open until
+/// the task ends too; with OpenTelemetry, the request's server span is exported
+/// then.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -150,9 +157,11 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    use tracing::Instrument;
+    let span = tracing::Span::current();
     match current() {
-        Some(id) => tokio::spawn(scope(id, future)),
-        None => tokio::spawn(future),
+        Some(id) => tokio::spawn(scope(id, future).instrument(span)),
+        None => tokio::spawn(future.instrument(span)),
     }
 }
 
