@@ -283,6 +283,8 @@ fn encode_hex<'a>(bytes: &[u8], buf: &'a mut [u8]) -> &'a str {
 
 thread_local! {
     static CURRENT: Cell<Option<TraceId>> = const { Cell::new(None) };
+    /// The request's valid incoming `traceparent`, when its trace is `CURRENT`'s.
+    static INCOMING: Cell<Option<TraceContext>> = const { Cell::new(None) };
 }
 
 /// The trace id of the request being processed on this thread, if known.
@@ -305,19 +307,37 @@ fn fallback() -> Option<TraceId> {
     None
 }
 
-/// Runs `f` with `id` as the [`current()`] trace id, restoring the previous one
-/// after, even if `f` panics.
-pub(crate) fn scope<R>(id: Option<TraceId>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<TraceId>);
+/// The valid `traceparent` the current request came with, while its trace is
+/// the [`current()`] one: what an outgoing request forwards when no
+/// OpenTelemetry span stands in between.
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) fn incoming() -> Option<TraceContext> {
+    INCOMING.with(Cell::get)
+}
+
+/// Runs `f` with `id` as the [`current()`] trace id and `incoming` as the
+/// [`incoming()`] context (kept only when its trace is `id`), restoring the
+/// previous ones after, even if `f` panics. With no `id`, changes nothing.
+pub(crate) fn scope<R>(
+    id: Option<TraceId>,
+    incoming: Option<TraceContext>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Option<TraceId>, Option<TraceContext>);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT.with(|c| c.set(self.0));
+            INCOMING.with(|c| c.set(self.1));
         }
     }
     if id.is_none() {
         return f();
     }
-    let _restore = Restore(CURRENT.with(|c| c.replace(id)));
+    let incoming = incoming.filter(|tc| Some(tc.trace_id()) == id);
+    let _restore = Restore(
+        CURRENT.with(|c| c.replace(id)),
+        INCOMING.with(|c| c.replace(incoming)),
+    );
     f()
 }
 
@@ -439,16 +459,26 @@ mod tests {
         let a = TraceId::from_bytes([1; 16]);
         let b = TraceId::from_bytes([2; 16]);
         assert_eq!(CURRENT.with(Cell::get), None);
-        scope(a, || {
+        let span = SpanId::from_bytes([3; 8]).unwrap();
+        let from_a = TraceContext::new(a.unwrap(), span, 1);
+        scope(a, Some(from_a), || {
             assert_eq!(current(), a);
-            scope(b, || assert_eq!(current(), b));
+            assert_eq!(incoming(), Some(from_a));
+            // A context of another trace than the scope's is not forwarded.
+            scope(b, Some(from_a), || {
+                assert_eq!(current(), b);
+                assert_eq!(incoming(), None);
+            });
             assert_eq!(current(), a);
-            scope(None, || assert_eq!(current(), a));
+            assert_eq!(incoming(), Some(from_a));
+            scope(None, None, || assert_eq!(current(), a));
         });
         assert_eq!(CURRENT.with(Cell::get), None);
-        let caught = std::panic::catch_unwind(|| scope(a, || panic!("boom")));
+        assert_eq!(incoming(), None);
+        let caught = std::panic::catch_unwind(|| scope(a, Some(from_a), || panic!("boom")));
         assert!(caught.is_err());
         assert_eq!(CURRENT.with(Cell::get), None);
+        assert_eq!(incoming(), None);
     }
 
     proptest! {

@@ -148,3 +148,65 @@ async fn concurrent_requests_keep_their_own_trace_ids() {
         task.await.unwrap();
     }
 }
+
+/// Two services over loopback, no OpenTelemetry layer installed: the first calls
+/// the second through `PropagateContextLayer` on a hyper client, and the second
+/// receives the caller's `traceparent` unchanged, so the trace id survives.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "current_thread")]
+async fn propagate_context_forwards_the_incoming_traceparent_without_otel() {
+    use axum::http::HeaderMap;
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{Service, ServiceExt};
+    use tower_ops::otel::PropagateContextLayer;
+
+    let (_logs, _default) = setup();
+    let downstream = serve(Router::new().route(
+        "/echo",
+        get(|headers: HeaderMap| async move {
+            headers
+                .get("traceparent")
+                .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned())
+        }),
+    ))
+    .await;
+    let upstream = serve(
+        Router::new()
+            .route(
+                "/call",
+                get(move || async move {
+                    let client = Client::builder(TokioExecutor::new())
+                        .build_http::<Empty<axum::body::Bytes>>();
+                    let mut client = ServiceBuilder::new()
+                        .layer(PropagateContextLayer::new())
+                        .service(client);
+                    let req = axum::http::Request::get(format!("http://{downstream}/echo"))
+                        .body(Empty::new())
+                        .unwrap();
+                    let response = client.ready().await.unwrap().call(req).await.unwrap();
+                    let body = http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .unwrap()
+                        .to_bytes();
+                    String::from_utf8(body.to_vec()).unwrap()
+                }),
+            )
+            .layer(
+                ServiceBuilder::new()
+                    .layer(RequestIdLayer::new())
+                    .layer(RequestLogLayer::new()),
+            ),
+    )
+    .await;
+    let forwarded = http_get(upstream, "/call", &format!("traceparent: {VALID}\r\n")).await;
+    assert_eq!(forwarded.status, 200);
+    assert_eq!(forwarded.text(), VALID);
+    // Nothing came in, nothing made up: no OpenTelemetry span to send either.
+    let none = http_get(upstream, "/call", "").await;
+    assert_eq!(none.text(), "-");
+    // A hostile value is not forwarded.
+    let bad = http_get(upstream, "/call", "traceparent: 00-zz-00-01\r\n").await;
+    assert_eq!(bad.text(), "-");
+}

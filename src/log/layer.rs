@@ -362,6 +362,9 @@ struct Pending {
     span: Span,
     /// The effective trace id: incoming, or started by OpenTelemetry.
     trace_id: Option<TraceId>,
+    /// The valid incoming `traceparent`, forwarded by outgoing requests when no
+    /// OpenTelemetry span stands in between.
+    incoming: Option<TraceContext>,
     probe: bool,
 }
 
@@ -415,6 +418,7 @@ where
         if let Some(parent) = parent {
             req.extensions_mut().insert(parent);
         }
+        let incoming = parent;
         let fields = LogFields::default();
         super::format::attach(&span, &fields);
         req.extensions_mut().insert(fields.clone());
@@ -444,13 +448,14 @@ where
             request_body,
             span,
             trace_id,
+            incoming,
         };
         let watchdog = config
             .watchdog
             .map(|after| Box::pin(tokio::time::sleep(after)));
         let inner = pending
             .span
-            .in_scope(|| trace_context::scope(trace_id, || self.inner.call(req)));
+            .in_scope(|| trace_context::scope(trace_id, incoming, || self.inner.call(req)));
         ResponseFuture {
             inner,
             record: Some(Box::new(Record {
@@ -578,7 +583,7 @@ where
         };
         let result = {
             let _enter = pending.span.enter();
-            trace_context::scope(pending.trace_id, || this.inner.poll(cx))
+            trace_context::scope(pending.trace_id, pending.incoming, || this.inner.poll(cx))
         };
         let result = match result {
             Poll::Ready(r) => r,

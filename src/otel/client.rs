@@ -17,6 +17,14 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 /// and `x-request-id` to outgoing requests of an HTTP client, from the current
 /// `tracing` span and [`request_id::current()`](crate::request_id::current).
 ///
+/// Without an OpenTelemetry span to send (the OpenTelemetry layer is not
+/// installed, say), the `traceparent` the current request came with is forwarded
+/// unchanged, so the trace id survives the hop; [`RequestLogLayer`] keeps it for
+/// the request's future. `tracestate` and baggage are sent only from an
+/// OpenTelemetry context.
+///
+/// [`RequestLogLayer`]: crate::log::RequestLogLayer
+///
 /// An `x-request-id` the caller set is kept. See the [module docs](super) for an
 /// example.
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,11 +108,19 @@ fn inject(headers: &mut http::HeaderMap) {
     if super::trace_context_on() && !headers.contains_key(TRACEPARENT) {
         let span = cx.span();
         let sc = span.span_context();
-        if let (Some(trace), Some(span)) = (
+        let ours = match (
             TraceId::from_bytes(sc.trace_id().to_bytes()),
             SpanId::from_bytes(sc.span_id().to_bytes()),
         ) {
-            let tc = TraceContext::new(trace, span, sc.trace_flags().to_u8());
+            (Some(trace), Some(span)) => {
+                Some(TraceContext::new(trace, span, sc.trace_flags().to_u8()))
+            }
+            _ => None,
+        };
+        // No OpenTelemetry span here (its layer is not installed, or the
+        // request is not sampled into one): forward the incoming context as it
+        // came, so the trace id survives the hop.
+        if let Some(tc) = ours.or_else(crate::trace_context::incoming) {
             headers.insert(TRACEPARENT, tc.to_header_value());
         }
     }
