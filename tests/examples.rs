@@ -400,6 +400,52 @@ async fn body_limit() {
     ex.stop();
 }
 
+/// The app's own `fmt().json()` subscriber: the request line's fields under
+/// `"fields"`, `user_id` a number, and the request span on the handler's and a
+/// spawned task's lines.
+#[tokio::test]
+async fn own_subscriber() {
+    let ex = Example::start("own_subscriber", &[]);
+    let r = get(ex.addr, "/users/42", "x-request-id: own-1\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "user 42\n");
+    let deadline = Instant::now() + PATIENCE;
+    let lines = loop {
+        let lines: Vec<serde_json::Value> = ex
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "request completed")
+        {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{}", ex.output());
+        thread::sleep(Duration::from_millis(20));
+    };
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line: {lines:?}"))
+    };
+    let request = find("request completed");
+    assert_eq!(request["target"], "tower_ops::request");
+    assert_eq!(request["fields"]["user_id"], 42, "{request}");
+    assert_eq!(request["fields"]["plan"], "pro", "{request}");
+    assert_eq!(request["fields"]["status"], 200, "{request}");
+    assert_eq!(request["fields"]["route"], "/users/{id}", "{request}");
+    assert_eq!(request["span"]["request_id"], "own-1", "{request}");
+    for message in ["looking the user up", "audit record written"] {
+        let line = find(message);
+        assert_eq!(line["span"]["request_id"], "own-1", "{line}");
+        assert_eq!(line["fields"]["id"], 42, "{line}");
+    }
+    ex.stop();
+}
+
 #[tokio::test]
 async fn timeout() {
     let ex = Example::start("timeout", &[]);

@@ -53,6 +53,38 @@
 //! assert_eq!(response.status(), 200);
 //! # }
 //! ```
+//!
+//! # Your own subscriber
+//!
+//! The layers need no set-up of this module: they log through `tracing`, so
+//! they work under whatever subscriber the application installs. Under
+//! tracing-subscriber's `fmt().json()`:
+//!
+//! - the request line is an event with target `tower_ops::request` and message
+//!   `request completed`; its fields (the contract's, and a handler's
+//!   [`LogFields`] as real fields, numbers as numbers) are under `"fields"`;
+//! - `request_id` and `trace_id` are fields of the request's span, so `fmt`
+//!   writes them under `"span"` and `"spans"` on the request line, on the lines a
+//!   handler logs, and on lines logged in a task started with
+//!   [`request_id::spawn`](crate::request_id::spawn).
+//!
+//! `examples/own_subscriber.rs` is such a service. For every field at the root of
+//! each line, as the contract shows it, add [`JsonLayer`] to your registry in place
+//! of the `fmt` layer, next to your filter and other layers; give it a
+//! [`LogWriter`] so lines are written in batches:
+//!
+//! ```
+//! use tracing_subscriber::EnvFilter;
+//! use tracing_subscriber::layer::SubscriberExt;
+//! use tower_ops::log::{JsonLayer, LogWriter};
+//!
+//! let (writer, _guard) = LogWriter::builder().stdout(); // keep the guard in `main`
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(EnvFilter::new("info"))
+//!     .with(JsonLayer::new(writer));
+//! // tracing::subscriber::set_global_default(subscriber)?;
+//! # tracing::subscriber::with_default(subscriber, || tracing::info!(user = 7, "hello"));
+//! ```
 
 mod fields;
 pub(crate) mod format;
