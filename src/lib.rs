@@ -48,6 +48,7 @@
 //! | `metrics` | RED metrics on `prometheus-client` and a `/metrics` exporter |
 //! | `rate_limit` | keyed GCRA limits in process or on Redis, IETF headers |
 //! | [`health`] | checks, `/health/live`, `/health/ready`, `/health` |
+//! | [`serve`] | the server in front of the stack: header and idle timeouts, a head-size cap, a connection cap, HTTP/1.1 and h2c, connection errors logged and counted, shutdown built in |
 //! | [`shutdown`] | SIGTERM handling and a bounded drain tied to readiness |
 //! | [`trace_context`] | W3C `traceparent` parsing; the trace id in logs and envelopes |
 //! | `otel` | OTLP export, server spans parented to the caller, client propagation |
@@ -95,6 +96,7 @@ pub mod redact;
 pub mod request_id;
 pub mod route;
 pub mod security_headers;
+pub mod serve;
 pub mod shutdown;
 pub mod stack;
 mod time;
