@@ -11,7 +11,10 @@
 //! trace, axum-prometheus, tower_governor, tower-http body limit), `tower_ops`
 //! (the canonical `Stack`), or `around_bare` / `around_tower_ops` (the router
 //! behind an outer `fallback_service`, bare or wrapped in the stack as one
-//! service). The second is the port (default `PORT`, else any free one). It
+//! service). A stack name ending in `+serve` (`bare+serve`, `tower_ops+serve`)
+//! is served by `tower_ops::serve` with its defaults instead of `axum::serve`:
+//! `STACKS="bare bare+serve" scripts/load.sh` compares the two servers on the
+//! same router. The second argument is the port (default `PORT`, else any free one). It
 //! prints `listening on http://ADDR` to stderr once it accepts connections, logs
 //! one JSON line per request to the file named by `LOG_FILE` (or to stdout when it
 //! is unset), and stops on Ctrl-C or SIGTERM. The stacks are the criterion group
@@ -27,12 +30,17 @@ use stacks::{Kind, LogTo};
 
 fn usage() -> String {
     let names: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
-    format!("usage: load_server <{}> [PORT]", names.join("|"))
+    format!("usage: load_server <{}>[+serve] [PORT]", names.join("|"))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let kind: Kind = args.next().ok_or_else(usage)?.parse()?;
+    let name = args.next().ok_or_else(usage)?;
+    let (name, ours) = match name.strip_suffix("+serve") {
+        Some(name) => (name.to_owned(), true),
+        None => (name, false),
+    };
+    let kind: Kind = name.parse()?;
     let port = match args.next().or_else(|| std::env::var("PORT").ok()) {
         Some(p) => p
             .parse::<u16>()
@@ -48,17 +56,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(kind, port));
+        .block_on(run(kind, port, ours));
     drop(writer);
     result
 }
 
-async fn serve(kind: Kind, port: u16) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(kind: Kind, port: u16, ours: bool) -> Result<(), Box<dyn std::error::Error>> {
     let app = kind.router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let mut stderr = std::io::stderr();
     writeln!(stderr, "listening on http://{}", listener.local_addr()?)?;
     stderr.flush()?;
+    if ours {
+        let shutdown = tower_ops::shutdown::Shutdown::builder().build();
+        tower_ops::serve::serve(listener, app)
+            .with_shutdown(shutdown)
+            .await?;
+        return Ok(());
+    }
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

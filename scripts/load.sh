@@ -6,7 +6,9 @@
 # Usage: scripts/load.sh            (from anywhere in the repository)
 # Environment (defaults in brackets):
 #   THREADS [2]  CONNECTIONS [64]  DURATION [10s]  WARMUP [2s]   wrk settings
-#   STACKS ["bare peer tower_ops"]  stacks to run; `bare` first gives the ratios
+#   STACKS ["bare peer tower_ops"]  stacks to run; `bare` first gives the ratios;
+#                a name ending in `+serve` (`bare+serve`) runs that stack under
+#                `tower_ops::serve` instead of `axum::serve`
 #   PATH_UNDER_TEST [/users/42]     the route requested (it has a path parameter)
 #   ROUNDS [1]   runs of every stack, interleaved (bare, peer, tower_ops, bare, ...);
 #                the table shows each stack's median, so a burst of load from
@@ -189,6 +191,12 @@ for stack in $STACKS; do
     printf '%-18s %12s %8s %11s %11s %8s  %s\n' "$stack" "${rps[$stack]}" "$ratio" \
         "$(median ${cpu_us[$stack]})" "$(median ${writes[$stack]})" "${errors[$stack]:-0}" "${runs[$stack]}"
 done
+if [[ -n "${rps[bare]:-}" && -n "${rps[bare+serve]:-}" ]]; then
+    awk -v a="${rps[bare+serve]}" -v b="${rps[bare]}" 'BEGIN {
+        r = a / b
+        printf "tower_ops::serve/axum::serve = %.3f (target >= 0.98): %s\n", r, (r >= 0.98 ? "met" : "missed")
+    }'
+fi
 if [[ -n "${rps[bare]:-}" && -n "${rps[tower_ops]:-}" ]]; then
     awk -v a="${rps[tower_ops]}" -v b="${rps[bare]}" 'BEGIN {
         r = a / b

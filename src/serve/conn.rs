@@ -12,8 +12,11 @@
 //!
 //! Reads flip `Idle` to `Head` (HTTP/1.1 only: an HTTP/2 client's pings and
 //! window updates are not request heads); the service wrapper and the response
-//! body do the rest. Only phase changes wake the watchdog, so a request costs a
-//! few uncontended atomic operations.
+//! body do the rest, with a few uncontended atomic operations a request and no
+//! wake-up. The watchdog instead wakes on its own at least once per header
+//! timeout and reads the phase: a head that began since the last look has its
+//! deadline one header timeout after its first byte, which is never before that
+//! next look, so it is enforced on time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,7 +37,7 @@ use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -66,7 +69,10 @@ impl Shared {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            // The header timeout is the watchdog's: hyper's own would also
+            // close kept-alive connections after it, and arm a timer for
+            // every request.
+            .header_read_timeout(None)
             .keep_alive(true)
             // A head longer than the read buffer is answered 431 by hyper.
             .max_buf_size(config.max_header_bytes);
@@ -284,7 +290,17 @@ struct Phase {
     in_flight: AtomicUsize,
     h2: AtomicBool,
     start: Instant,
-    changed: Notify,
+}
+
+/// What the watchdog does after a look at the phase.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Look again then.
+    LookAt(Instant),
+    /// The request head took too long.
+    HeaderTimeout,
+    /// Idle for too long.
+    IdleTimeout,
 }
 
 impl Phase {
@@ -295,7 +311,6 @@ impl Phase {
             in_flight: AtomicUsize::new(0),
             h2: AtomicBool::new(false),
             start: Instant::now(),
-            changed: Notify::new(),
         }
     }
 
@@ -303,25 +318,16 @@ impl Phase {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn set(&self, phase: u8) {
-        self.since.store(self.now_ms(), Ordering::Release);
-        self.phase.store(phase, Ordering::Release);
-        self.changed.notify_one();
-    }
-
     #[inline]
     fn on_read(&self) {
-        if self.phase.load(Ordering::Acquire) == IDLE && !self.h2.load(Ordering::Relaxed) {
-            // Only this connection's task reads, so no other `Idle -> Head`
-            // races with this one; a request starting meanwhile wins.
-            if self
+        if self.phase.load(Ordering::Acquire) == IDLE
+            && !self.h2.load(Ordering::Relaxed)
+            && self
                 .phase
                 .compare_exchange(IDLE, HEAD, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-            {
-                self.since.store(self.now_ms(), Ordering::Release);
-                self.changed.notify_one();
-            }
+        {
+            self.since.store(self.now_ms(), Ordering::Release);
         }
     }
 
@@ -338,113 +344,129 @@ impl Phase {
     #[inline]
     fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.set(IDLE);
+            self.since.store(self.now_ms(), Ordering::Release);
+            // A request that started meanwhile keeps the connection busy.
+            let _ = self
+                .phase
+                .compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                self.phase.store(BUSY, Ordering::Release);
+            }
         }
     }
 
-    /// The current phase and, for `Head` and `Idle`, when it times out.
-    fn deadline(&self, header: Duration, idle: Duration) -> (u8, Option<Instant>) {
-        let phase = self.phase.load(Ordering::Acquire);
+    fn state(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    /// A look at the phase at `now`.
+    fn look(&self, now: Instant, header: Duration, idle: Duration) -> Next {
         let since = self.start + Duration::from_millis(self.since.load(Ordering::Acquire));
-        match phase {
-            HEAD => (phase, Some(since + header)),
-            IDLE => (phase, Some(since + idle)),
-            _ => (phase, None),
+        match self.phase.load(Ordering::Acquire) {
+            HEAD if now >= since + header => Next::HeaderTimeout,
+            HEAD => Next::LookAt(since + header),
+            IDLE if now >= since + idle => Next::IdleTimeout,
+            IDLE => Next::LookAt((since + idle).min(now + header)),
+            _ => Next::LookAt(now + header),
         }
     }
 }
 
-/// The socket as hyper sees it, reporting reads to the phase tracker. It holds
-/// the stream behind an `Arc`, so the watchdog can still answer 408 on it once
-/// hyper's connection is dropped.
+/// The socket as hyper sees it, reporting reads to the phase tracker.
 struct Tracked {
-    stream: Arc<TcpStream>,
+    stream: TcpStream,
     phase: Arc<Phase>,
 }
 
 impl AsyncRead for Tracked {
+    #[inline]
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            std::task::ready!(self.stream.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match self.stream.try_read(unfilled) {
-                Ok(n) => {
-                    if n > 0 {
-                        self.phase.on_read();
-                    }
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.phase.on_read();
         }
+        result
     }
 }
 
 impl AsyncWrite for Tracked {
+    #[inline]
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            std::task::ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
+    #[inline]
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            std::task::ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.stream.is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(shutdown_write(&self.stream))
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
-/// Half-closes the socket for writing, through a shared reference (tokio
-/// offers `shutdown` only on `&mut TcpStream`): on a duplicate of its
-/// descriptor, which shares the socket.
+/// A second handle on the socket, for the watchdog's 408 once hyper's
+/// connection stops being polled: a duplicate of its descriptor, taken at
+/// accept (one system call a connection).
 #[cfg(unix)]
-fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
-    use std::os::fd::AsFd;
-    let fd = stream.as_fd().try_clone_to_owned()?;
-    match std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Write) {
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-        other => other,
+struct Answer(Option<std::net::TcpStream>);
+
+#[cfg(unix)]
+impl Answer {
+    fn new(stream: &TcpStream) -> Self {
+        use std::os::fd::AsFd;
+        Self(
+            stream
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::net::TcpStream::from),
+        )
+    }
+
+    /// Writes `bytes` if the socket takes them now (it is non-blocking, and an
+    /// empty send buffer takes a short answer whole), then half-closes it.
+    fn send_and_close(&self, bytes: &[u8]) {
+        use std::io::Write;
+        if let Some(mut socket) = self.0.as_ref() {
+            let _ = socket.write(bytes);
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+        }
     }
 }
 
-/// Elsewhere the socket closes when the connection's last handle drops.
+/// Elsewhere the connection just closes.
 #[cfg(not(unix))]
-fn shutdown_write(_stream: &TcpStream) -> io::Result<()> {
-    Ok(())
+struct Answer;
+
+#[cfg(not(unix))]
+impl Answer {
+    fn new(_stream: &TcpStream) -> Self {
+        Self
+    }
+
+    fn send_and_close(&self, _bytes: &[u8]) {}
 }
 
 /// The user's service, marking requests in flight and giving them the peer.
@@ -582,10 +604,10 @@ pub(super) async fn serve_connection<S, B>(
     }
     shared.opened();
     let _closed = OnDrop(|| shared.closed());
-    let stream = Arc::new(stream);
+    let answer = Answer::new(&stream);
     let phase = Arc::new(Phase::new());
     let io = TokioIo::new(Tracked {
-        stream: stream.clone(),
+        stream,
         phase: phase.clone(),
     });
     let service = Tracking {
@@ -598,27 +620,13 @@ pub(super) async fn serve_connection<S, B>(
         .serve_connection_with_upgrades(io, service)
         .into_owned();
     let mut conn = std::pin::pin!(conn);
+    let (header, idle) = (shared.header_read_timeout, shared.idle_timeout);
+    let sleep = tokio::time::sleep_until(phase.start + header);
+    let mut sleep = std::pin::pin!(sleep);
     let mut draining = false;
     loop {
-        let (state, deadline) = phase.deadline(shared.header_read_timeout, shared.idle_timeout);
-        if *closing.borrow() && !draining {
-            if state == BUSY {
-                // Let the requests in flight finish; HTTP/1.1 closes after them,
-                // HTTP/2 sends GOAWAY.
-                conn.as_mut().graceful_shutdown();
-                draining = true;
-            } else {
-                return;
-            }
-        }
-        let changed = phase.changed.notified();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(error) = result {
                     let h2 = phase.h2.load(Ordering::Relaxed);
@@ -628,27 +636,29 @@ pub(super) async fn serve_connection<S, B>(
                 }
                 return;
             }
-            () = changed => {}
-            _ = closing.changed(), if !draining => {}
-            () = sleep => {
-                let (now_state, now_deadline) =
-                    phase.deadline(shared.header_read_timeout, shared.idle_timeout);
-                if now_state != state || now_deadline != deadline {
-                    continue;
+            _ = closing.changed(), if !draining => {
+                if phase.state() != BUSY {
+                    return;
                 }
-                if state == HEAD {
-                    let h2 = phase.h2.load(Ordering::Relaxed);
-                    // hyper's connection is not polled again, so nothing else
-                    // writes; no request is in flight, so no response is due.
-                    if !h2 {
-                        let _ = stream.try_write(REQUEST_TIMEOUT);
+                // Let the requests in flight finish; HTTP/1.1 closes after
+                // them, HTTP/2 sends GOAWAY.
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            () = sleep.as_mut() => match phase.look(Instant::now(), header, idle) {
+                Next::LookAt(at) => sleep.as_mut().reset(at),
+                Next::HeaderTimeout => {
+                    // hyper's connection is not polled again and no request is
+                    // in flight, so nothing else writes on the socket.
+                    if !phase.h2.load(Ordering::Relaxed) {
+                        answer.send_and_close(REQUEST_TIMEOUT);
                     }
-                    let _ = shutdown_write(&stream);
                     shared.error(peer, ErrorKind::HeaderTimeout, None);
+                    return;
                 }
                 // Idle: close without a word, as HTTP/1.1 allows.
-                return;
-            }
+                Next::IdleTimeout => return,
+            },
         }
     }
 }
