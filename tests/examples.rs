@@ -332,6 +332,43 @@ async fn metrics() {
     ex.stop();
 }
 
+/// The README's one-value stack: ready once it listens, with nobody calling
+/// `mark_ready`, and draining (then exit 0) on SIGTERM.
+#[tokio::test]
+async fn stack_from_env() {
+    let ex = Example::start("stack_from_env", &[]);
+    let ready = get(ex.addr, "/health/ready", "").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json(), serde_json::json!({"status": "ready"}));
+    let r = get(ex.addr, "/users/42", "x-request-id: readme-1\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "user 42\n");
+    assert_eq!(r.header("x-request-id"), "readme-1");
+    let metrics = get(ex.addr, "/metrics", "").await;
+    assert!(
+        metrics.text().contains("http_route=\"/users/{id}\""),
+        "{}",
+        metrics.text()
+    );
+    let line = &ex.wait_for_requests(1)[0];
+    assert_eq!(line["request_id"], "readme-1");
+    let out = ex.stop();
+    assert!(out.contains("readiness set to draining"), "{out}");
+}
+
+/// The README quotes `examples/stack_from_env.rs` whole; the copy must not drift.
+#[test]
+fn readme_quotes_stack_from_env() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}/examples/stack_from_env.rs")).unwrap();
+    let quoted = format!("```rust\n{example}```\n");
+    assert!(
+        readme.contains(&quoted),
+        "README.md no longer quotes examples/stack_from_env.rs verbatim"
+    );
+}
+
 #[tokio::test]
 async fn rate_limit() {
     let ex = Example::start("rate_limit", &[]);
