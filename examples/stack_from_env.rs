@@ -22,8 +22,12 @@ async fn user(Path(id): Path<u64>) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let stack = Stack::from_env()?.for_axum(); // every problem listed at once
-    let _log = tower_ops::log::init_from_env()?; // LOG_FORMAT, LOG_LEVEL
+    let mut stack = Stack::from_env()?.for_axum(); // every problem listed at once
+    let log = tower_ops::log::init_from_env()?; // LOG_FORMAT, LOG_LEVEL
+    // Metrics of your own go into the stack's registry before the routes exist.
+    if let Some(registry) = stack.metrics_registry_mut() {
+        log.dropped_lines_counter().register(registry); // log_dropped_lines_total
+    }
     // SIGTERM flips the stack's readiness to draining before the listener closes.
     let shutdown = ShutdownBuilder::from_env()?
         .readiness(stack.health_registry().readiness().clone())

@@ -344,11 +344,11 @@ async fn stack_from_env() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "user 42\n");
     assert_eq!(r.header("x-request-id"), "readme-1");
-    let metrics = get(ex.addr, "/metrics", "").await;
+    let metrics = get(ex.addr, "/metrics", "").await.text();
+    assert!(metrics.contains("http_route=\"/users/{id}\""), "{metrics}");
     assert!(
-        metrics.text().contains("http_route=\"/users/{id}\""),
-        "{}",
-        metrics.text()
+        metrics.contains("\nlog_dropped_lines_total 0\n"),
+        "{metrics}"
     );
     let line = &ex.wait_for_requests(1)[0];
     assert_eq!(line["request_id"], "readme-1");

@@ -42,7 +42,7 @@ use crate::body_limit::{AnyBody, BodyLimitLayer};
 use crate::client_ip::ClientIpLayer;
 use crate::config::ConfigError;
 use crate::error::ErrorLayer;
-use crate::health::{HealthRegistry, HealthRegistryBuilder};
+use crate::health::{HealthCheck, HealthRegistry, HealthRegistryBuilder};
 use crate::log::RequestLogLayer;
 #[cfg(feature = "metrics")]
 use crate::metrics::{MetricsExporter, MetricsLayer};
@@ -301,9 +301,72 @@ impl<M> Stack<M> {
         self
     }
 
+    /// Adds a health check to the stack's registry, the one
+    /// [`routes`](Self::routes) serves (critical checks also decide
+    /// `/health/ready`). Works the same after [`Stack::new`], [`Stack::from_env`]
+    /// (whose `HEALTH_*` settings stay) and [`health`](Self::health).
+    ///
+    /// ```
+    /// use tower_ops::health::check_fn;
+    /// use tower_ops::stack::Stack;
+    ///
+    /// # fn build() -> Result<(), tower_ops::config::ConfigError> {
+    /// let stack = Stack::from_env()?
+    ///     .health_check(check_fn("db", || async { Ok::<_, std::io::Error>(()) }))
+    ///     .health_check(check_fn("cache", || async { Ok::<_, std::io::Error>(()) }).non_critical());
+    /// # let _ = stack;
+    /// # Ok(())
+    /// # }
+    /// # build().unwrap();
+    /// ```
+    ///
+    /// # Panics
+    /// When a check of that name is already registered, or when the registry
+    /// has already been handed out (after [`routes`](Self::routes), a clone of
+    /// the stack or of [`health_registry`](Self::health_registry)): that copy
+    /// would keep serving without the check. Add checks first.
+    pub fn health_check(mut self, check: impl HealthCheck) -> Self {
+        assert!(
+            self.health.is_unshared(),
+            "Stack::health_check called after the health registry was handed out \
+             (Stack::routes, or a clone); add checks before that"
+        );
+        self.health = self.health.to_builder().check(check).build();
+        self
+    }
+
     /// The health registry (its readiness is what shutdown flips).
     pub fn health_registry(&self) -> &HealthRegistry {
         &self.health
+    }
+
+    /// The metrics registry behind `/metrics`, to register metrics of your own
+    /// (with the re-exported [`prometheus_client`](crate::metrics::prometheus_client)).
+    ///
+    /// `None` when metrics are off, or once the exporter has been handed out
+    /// ([`routes`](Self::routes), a clone of the stack or of
+    /// [`metrics_exporter`](Self::metrics_exporter)): from then on the registry
+    /// may be scraped, and it no longer changes. Register before building the
+    /// routes.
+    ///
+    /// ```
+    /// use tower_ops::metrics::prometheus_client::metrics::counter::Counter;
+    /// use tower_ops::stack::Stack;
+    ///
+    /// let mut stack = Stack::new();
+    /// let orders = Counter::<u64>::default();
+    /// if let Some(registry) = stack.metrics_registry_mut() {
+    ///     registry.register("orders", "Orders placed", orders.clone());
+    /// }
+    /// # #[cfg(feature = "axum")]
+    /// let routes: axum::Router = stack.routes(); // /metrics now shows orders_total
+    /// # #[cfg(feature = "axum")]
+    /// assert!(stack.metrics_registry_mut().is_none());
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics_registry_mut(&mut self) -> Option<&mut prometheus_client::registry::Registry> {
+        self.metrics.as_mut()?.1.registry_mut()
     }
 
     /// The `/metrics` exporter, when metrics are on.
