@@ -41,7 +41,7 @@ use crate::body_limit::AxumBody;
 use crate::body_limit::{AnyBody, BodyLimitLayer};
 use crate::client_ip::ClientIpLayer;
 use crate::config::ConfigError;
-use crate::error::ErrorLayer;
+use crate::error::{ErrorLayer, ErrorReporter};
 use crate::health::{HealthCheck, HealthRegistry, HealthRegistryBuilder};
 use crate::log::RequestLogLayer;
 #[cfg(feature = "metrics")]
@@ -270,6 +270,14 @@ impl<M> Stack<M> {
     /// Replaces the error layer.
     pub fn error(mut self, layer: ErrorLayer) -> Self {
         self.error = layer;
+        self
+    }
+
+    /// Reports every 5xx problem and every panic the stack's error layer answers
+    /// to `reporter` (see [`ErrorReporter`] for the contract). Call it after
+    /// [`error`](Self::error), which replaces the layer and its reporter.
+    pub fn error_reporter(mut self, reporter: ErrorReporter) -> Self {
+        self.error = self.error.reporter(reporter);
         self
     }
 
