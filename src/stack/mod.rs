@@ -349,7 +349,7 @@ impl<M> Stack<M> {
     }
 
     /// The metrics registry behind `/metrics`, to register metrics of your own
-    /// (with the re-exported [`prometheus_client`](crate::metrics::prometheus_client)).
+    /// (with the re-exported [`metrics::prometheus_client`](crate::metrics::prometheus_client)).
     ///
     /// `None` when metrics are off, or once the exporter has been handed out
     /// ([`routes`](Self::routes), a clone of the stack or of
