@@ -247,7 +247,8 @@ impl Caught {
 /// Give it to [`ErrorLayer::reporter`](super::ErrorLayer::reporter) (or
 /// [`Stack::error_reporter`](crate::stack::Stack::error_reporter)). The layer
 /// then copies the head of each request it sees (method, URI, version, headers,
-/// client address: one small allocation and a few reference counts), and for
+/// client address: a few small allocations, header values are reference
+/// counted), and for
 /// each response it answers with a 5xx [`Problem`], panics included, queues one
 /// report. 4xx answers, successes and 5xx responses the application rendered as
 /// JSON itself (such as `/health/ready`'s 503) are not reported.

@@ -25,6 +25,15 @@
 //! # }
 //! ```
 //!
+//! `/health/ready` answers 503 `starting` until serving starts. Serve through
+//! [`Shutdown::run`](crate::shutdown::Shutdown::run), built with the stack's
+//! readiness (`ShutdownBuilder::from_env()?.readiness(stack.health_registry().readiness().clone())`),
+//! and it turns ready as the server starts, then draining on SIGTERM;
+//! `examples/stack_from_env.rs` is the whole program. The registries take
+//! entries of your own before [`routes`](Stack::routes) hands them out:
+//! [`Stack::health_check`] and [`Stack::metrics_registry_mut`]; and
+//! [`Stack::error_reporter`] sends each 5xx and panic to an error tracker.
+//!
 //! Layers that are off cost one branch per request. Each optional layer doubles
 //! the size of the service type, which the compiler pays for when the stack
 //! wraps a large unboxed service: with axum, add the stack with `Router::layer`
@@ -343,7 +352,10 @@ impl<M> Stack<M> {
         self
     }
 
-    /// The health registry (its readiness is what shutdown flips).
+    /// The health registry. Give its readiness to
+    /// [`ShutdownBuilder::readiness`](crate::shutdown::ShutdownBuilder::readiness):
+    /// [`Shutdown::run`](crate::shutdown::Shutdown::run) then marks it ready as
+    /// serving starts and draining on SIGTERM.
     pub fn health_registry(&self) -> &HealthRegistry {
         &self.health
     }
