@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -163,23 +162,7 @@ print("strict ok")
 #[ignore = "needs python3 prometheus_client"]
 async fn own_metrics_pass_the_strict_openmetrics_parser() {
     let text = scrape_with_own_metrics().await;
-    let dir = std::env::temp_dir().join(format!("tower-ops-own-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("metrics.txt");
-    std::fs::write(&file, &text).unwrap();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(STRICT)
-        .arg(&file)
-        .output()
-        .expect("python3 runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "parser rejected the exposition:\n{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("strict ok"));
+    assert!(common::python_check(STRICT, text.as_bytes()).contains("strict ok"));
 }
 
 #[test]

@@ -409,12 +409,7 @@ fn run(rx: Receiver<Pending>, mut hook: impl ReportError, progress: &Progress) {
 /// is set. Boxed in the response future.
 pub(crate) struct Capture {
     reporter: ErrorReporter,
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    client_ip: Option<IpAddr>,
-    request_id: Option<RequestId>,
+    head: RawHead,
     panic: Option<Caught>,
 }
 
@@ -423,15 +418,17 @@ impl Capture {
         let extensions = req.extensions();
         Box::new(Self {
             reporter: reporter.clone(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: req.headers().clone(),
-            client_ip: extensions.get::<ClientIp>().map(ClientIp::ip),
-            request_id: extensions
-                .get::<RequestId>()
-                .cloned()
-                .or_else(crate::request_id::current),
+            head: RawHead {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
+                client_ip: extensions.get::<ClientIp>().map(ClientIp::ip),
+                request_id: extensions
+                    .get::<RequestId>()
+                    .cloned()
+                    .or_else(crate::request_id::current),
+            },
             panic: None,
         })
     }
@@ -453,14 +450,7 @@ impl Capture {
         let pending = Pending {
             problem: problem.clone(),
             route: response.extensions().get::<MatchedRoute>().cloned(),
-            head: RawHead {
-                method: capture.method,
-                uri: capture.uri,
-                version: capture.version,
-                headers: capture.headers,
-                client_ip: capture.client_ip,
-                request_id: capture.request_id,
-            },
+            head: capture.head,
             panic: capture.panic,
         };
         capture.reporter.send(pending);
