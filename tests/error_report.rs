@@ -18,6 +18,7 @@ use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::error::{ErrorLayer, ErrorReport, ErrorReporter, Problem};
 use tower_ops::request_id::RequestIdLayer;
 use tower_ops::route::CaptureRouteLayer;
+use tower_ops::timeout::TimeoutLayer;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -57,12 +58,15 @@ fn app(reporter: ErrorReporter) -> Router {
         )
         .route("/fail", get(fail))
         .route("/panic", get(panics))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .layer(CaptureRouteLayer::new())
         .layer(
             ServiceBuilder::new()
                 .layer(RequestIdLayer::new())
                 .layer(ClientIpLayer::new())
-                .layer(ErrorLayer::new().for_axum().reporter(reporter)),
+                .layer(ErrorLayer::new().for_axum().reporter(reporter))
+                // Its 504 is a problem made inside the error layer: reported too.
+                .layer(TimeoutLayer::new(WAIT).route("/hang", Duration::from_millis(200))),
         )
 }
 
@@ -104,6 +108,8 @@ async fn one_report_per_server_error_and_panic_and_none_for_client_errors() {
     let panic = with_id(addr, "/panic", "panic-1").await;
     assert_internal(&panic);
     assert!(!panic.text().contains("4242"));
+    let hang = with_id(addr, "/hang", "hang-1").await;
+    assert_eq!(hang.status, 504, "{}", hang.text());
 
     assert!(reporter.flush(WAIT));
     let got: Vec<ErrorReport> = reports.try_iter().collect();
@@ -113,7 +119,11 @@ async fn one_report_per_server_error_and_panic_and_none_for_client_errors() {
         .collect();
     assert_eq!(
         ids,
-        [Some("fail-1".to_owned()), Some("panic-1".to_owned())],
+        [
+            Some("fail-1".to_owned()),
+            Some("panic-1".to_owned()),
+            Some("hang-1".to_owned())
+        ],
         "{got:?}"
     );
 
@@ -145,6 +155,11 @@ async fn one_report_per_server_error_and_panic_and_none_for_client_errors() {
     let location = info.location().expect("a location");
     assert!(location.file().ends_with("error_report.rs"), "{location}");
     assert_eq!(location.line(), PANIC_LINE);
+
+    let timed_out = &got[2];
+    assert_eq!(timed_out.problem().get_code().as_str(), "TIMEOUT");
+    assert_eq!(timed_out.problem().get_rejected_by(), Some("timeout"));
+    assert!(timed_out.panic().is_none());
     assert_eq!(reporter.dropped(), 0);
 }
 
