@@ -332,6 +332,43 @@ async fn metrics() {
     ex.stop();
 }
 
+/// The README's one-value stack: ready once it listens, with nobody calling
+/// `mark_ready`, and draining (then exit 0) on SIGTERM.
+#[tokio::test]
+async fn stack_from_env() {
+    let ex = Example::start("stack_from_env", &[]);
+    let ready = get(ex.addr, "/health/ready", "").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json(), serde_json::json!({"status": "ready"}));
+    let r = get(ex.addr, "/users/42", "x-request-id: readme-1\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "user 42\n");
+    assert_eq!(r.header("x-request-id"), "readme-1");
+    let metrics = get(ex.addr, "/metrics", "").await.text();
+    assert!(metrics.contains("http_route=\"/users/{id}\""), "{metrics}");
+    assert!(
+        metrics.contains("\nlog_dropped_lines_total 0\n"),
+        "{metrics}"
+    );
+    let line = &ex.wait_for_requests(1)[0];
+    assert_eq!(line["request_id"], "readme-1");
+    let out = ex.stop();
+    assert!(out.contains("readiness set to draining"), "{out}");
+}
+
+/// The README quotes `examples/stack_from_env.rs` whole; the copy must not drift.
+#[test]
+fn readme_quotes_stack_from_env() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}/examples/stack_from_env.rs")).unwrap();
+    let quoted = format!("```rust\n{example}```\n");
+    assert!(
+        readme.contains(&quoted),
+        "README.md no longer quotes examples/stack_from_env.rs verbatim"
+    );
+}
+
 #[tokio::test]
 async fn rate_limit() {
     let ex = Example::start("rate_limit", &[]);
@@ -537,6 +574,90 @@ async fn errors() {
     assert_eq!(json["success"], false);
     assert_eq!(json["error"]["code"], "NOT_FOUND");
     ex.stop();
+}
+
+/// The stand-in tracker's lines on stderr, parsed.
+fn error_reports(ex: &Example) -> Vec<serde_json::Value> {
+    ex.stderr
+        .lock()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("error report "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn error_reporting() {
+    let ex = Example::start("error_reporting", &[]);
+    // Successes and client errors first: the reporter keeps the order of the
+    // responses, so once the two 5xx reports are in, a 4xx report would be too.
+    assert_eq!(get(ex.addr, "/users/7", "").await.status, 200);
+    assert_problem(&get(ex.addr, "/users/0", "").await, 404, "NOT_FOUND");
+    assert_problem(
+        &get(ex.addr, "/users/abc", "").await,
+        400,
+        "VALIDATION_FAILED",
+    );
+    assert_problem(&get(ex.addr, "/nowhere", "").await, 404, "NOT_FOUND");
+    assert_eq!(get(ex.addr, "/health/ready", "").await.status, 200);
+    let fail = get(
+        ex.addr,
+        "/fail?token=s3cret",
+        "x-request-id: report-fail\r\nauthorization: Bearer s3cret.jwt.value\r\n",
+    )
+    .await;
+    assert_problem(&fail, 500, "INTERNAL");
+    let panic = get(ex.addr, "/panic", "x-request-id: report-panic\r\n").await;
+    assert_problem(&panic, 500, "INTERNAL");
+
+    let deadline = Instant::now() + PATIENCE;
+    while error_reports(&ex).len() < 2 {
+        assert!(Instant::now() < deadline, "{}", ex.output());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let reports = error_reports(&ex);
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let failed = &reports[0];
+    assert_eq!(failed["request_id"], "report-fail");
+    assert_eq!(failed["status"], 500);
+    assert_eq!(failed["code"], "INTERNAL");
+    assert_eq!(failed["route"], "/fail");
+    assert_eq!(failed["uri"], "/fail?token=[REDACTED]");
+    assert_eq!(failed["headers"]["authorization"], "Bearer [REDACTED]");
+    assert_eq!(failed["client_ip"], "127.0.0.1");
+    assert!(failed["panic"].is_null());
+    let chain = failed["error_chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 1, "{failed}");
+    assert!(chain[0].as_str().unwrap().contains("refused"), "{failed}");
+    let panicked = &reports[1];
+    assert_eq!(panicked["request_id"], "report-panic");
+    assert_eq!(panicked["rejected_by"], "panic");
+    assert!(
+        panicked["panic"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invariant broken for token=[REDACTED]"),
+        "{panicked}"
+    );
+    let location = panicked["panic"]["location"].as_str().unwrap();
+    assert!(
+        location.starts_with("examples/error_reporting.rs:"),
+        "{location}"
+    );
+
+    let out = ex.stop();
+    assert_eq!(error_reports_in(&out), 2, "no late report: {out}");
+    for secret in ["s3cret", "hunter2", "abc123"] {
+        assert!(!out.contains(secret), "{secret} leaked: {out}");
+    }
+}
+
+fn error_reports_in(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|l| l.starts_with("error report "))
+        .count()
 }
 
 #[tokio::test]

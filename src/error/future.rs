@@ -14,9 +14,9 @@ use pin_project_lite::pin_project;
 
 use super::for_log;
 use super::layer::BoxError;
+use super::report::{Capture, Caught};
 use super::{Code, Problem, Renderer, chain};
 use crate::body::{AnyBody, ResponseBody, ResponseMode};
-use crate::panics::message as panic_message;
 use crate::request_id::RequestId;
 
 /// The largest plain-text error body read to become a problem's detail. Framework
@@ -26,7 +26,7 @@ pub(crate) const MAX_DETAIL_BODY: u64 = 1024;
 /// A failure seen before the inner service produced a future.
 pub(crate) enum Failure {
     Error(BoxError),
-    Panic(String),
+    Panic(Caught),
 }
 
 pin_project! {
@@ -39,6 +39,8 @@ pin_project! {
         // Boxed: set only when no request id layer is in scope, which is rare, and
         // the future should stay small for the moves it goes through.
         request_id: Option<Box<RequestId>>,
+        // Set only with a reporter: the request head, for a 5xx report.
+        report: Option<Box<Capture>>,
     }
 }
 
@@ -55,11 +57,17 @@ pin_project! {
 
 impl<F, B, M> ResponseFuture<F, B, M> {
     #[inline]
-    pub(crate) fn new(future: F, renderer: Renderer, request_id: Option<Box<RequestId>>) -> Self {
+    pub(crate) fn new(
+        future: F,
+        renderer: Renderer,
+        request_id: Option<Box<RequestId>>,
+        report: Option<Box<Capture>>,
+    ) -> Self {
         Self {
             kind: Kind::Call { future },
             renderer,
             request_id,
+            report,
             _mode: PhantomData,
         }
     }
@@ -70,16 +78,24 @@ impl<F, B, M> ResponseFuture<F, B, M> {
         failure: Failure,
         renderer: Renderer,
         request_id: Option<Box<RequestId>>,
+        mut report: Option<Box<Capture>>,
     ) -> Self {
         let problem = match failure {
             Failure::Error(error) => error_problem(error, request_id.as_deref()),
-            Failure::Panic(message) => panic_problem(&message, request_id.as_deref()),
+            Failure::Panic(caught) => {
+                let problem = panic_problem(&caught.message, request_id.as_deref());
+                if let Some(report) = report.as_mut() {
+                    report.panicked(caught);
+                }
+                problem
+            }
         };
         let response = renderer.response(problem);
         Self {
             kind: done(response),
             renderer,
             request_id,
+            report,
             _mode: PhantomData,
         }
     }
@@ -108,6 +124,9 @@ where
                         Ok(Poll::Ready(Ok(response))) => {
                             match on_response(response, this.renderer, this.request_id.as_deref()) {
                                 Step::Out(response) => {
+                                    if let Some(report) = this.report.take() {
+                                        report.finish(&response);
+                                    }
                                     return Poll::Ready(Ok(M::response(response)));
                                 }
                                 Step::Then(next) => next,
@@ -118,8 +137,12 @@ where
                             done(this.renderer.response(problem))
                         }
                         Err(payload) => {
+                            let caught = Caught::new(&*payload);
                             let problem =
-                                panic_problem(panic_message(&*payload), this.request_id.as_deref());
+                                panic_problem(&caught.message, this.request_id.as_deref());
+                            if let Some(report) = this.report.as_mut() {
+                                report.panicked(caught);
+                            }
                             done(this.renderer.response(problem))
                         }
                     }
@@ -147,6 +170,9 @@ where
                 }
                 KindProj::Done { response } => {
                     let response = *response.take().expect("polled after completion");
+                    if let Some(report) = this.report.take() {
+                        report.finish(&response);
+                    }
                     return Poll::Ready(Ok(M::rejection(response)));
                 }
             };

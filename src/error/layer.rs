@@ -12,9 +12,9 @@ use tower_service::Service;
 
 use super::Renderer;
 use super::future::{Failure, ResponseFuture};
+use super::report::{Capture, Caught, ErrorReporter};
 use crate::body::{AnyBody, ResponseMode};
 use crate::config::ConfigError;
-use crate::panics::message as panic_message;
 
 /// A boxed error, as tower middleware produces them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,6 +29,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// [`Problem`]: super::Problem
 pub struct ErrorLayer<M = AnyBody> {
     renderer: Renderer,
+    reporter: Option<ErrorReporter>,
     _mode: PhantomData<fn() -> M>,
 }
 
@@ -36,6 +37,7 @@ impl<M> Clone for ErrorLayer<M> {
     fn clone(&self) -> Self {
         Self {
             renderer: self.renderer.clone(),
+            reporter: self.reporter.clone(),
             _mode: PhantomData,
         }
     }
@@ -45,6 +47,7 @@ impl<M> fmt::Debug for ErrorLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ErrorLayer")
             .field("renderer", &self.renderer)
+            .field("reporter", &self.reporter)
             .finish()
     }
 }
@@ -60,6 +63,7 @@ impl ErrorLayer {
     pub fn new() -> Self {
         Self {
             renderer: Renderer::default(),
+            reporter: None,
             _mode: PhantomData,
         }
     }
@@ -74,6 +78,15 @@ impl<M> ErrorLayer<M> {
     /// Renders with `renderer` instead (for example [`Renderer::wrapped`]).
     pub fn renderer(mut self, renderer: Renderer) -> Self {
         self.renderer = renderer;
+        self
+    }
+
+    /// Sends a report to `reporter` for every 5xx problem and every panic this
+    /// layer answers (see [`ErrorReporter`] for what is reported and the
+    /// contract of the hook). Give it to one error layer of the stack only, or
+    /// each will report.
+    pub fn reporter(mut self, reporter: ErrorReporter) -> Self {
+        self.reporter = Some(reporter);
         self
     }
 
@@ -96,6 +109,7 @@ impl<M> ErrorLayer<M> {
     pub fn for_axum(self) -> ErrorLayer<crate::body::AxumBody> {
         ErrorLayer {
             renderer: self.renderer,
+            reporter: self.reporter,
             _mode: PhantomData,
         }
     }
@@ -108,6 +122,7 @@ impl<S, M> Layer<S> for ErrorLayer<M> {
         ErrorService {
             inner,
             renderer: self.renderer.clone(),
+            reporter: self.reporter.clone(),
             failed: None,
             _mode: PhantomData,
         }
@@ -123,6 +138,7 @@ impl<S, M> Layer<S> for ErrorLayer<M> {
 pub struct ErrorService<S, M = AnyBody> {
     inner: S,
     renderer: Renderer,
+    reporter: Option<ErrorReporter>,
     /// `poll_ready` failed or panicked: the next call answers with that failure
     /// instead of calling the inner service.
     failed: Option<Failure>,
@@ -158,6 +174,7 @@ impl<S: Clone, M> Clone for ErrorService<S, M> {
         Self {
             inner: self.inner.clone(),
             renderer: self.renderer.clone(),
+            reporter: self.reporter.clone(),
             // Readiness belongs to one instance; a clone starts unready.
             failed: None,
             _mode: PhantomData,
@@ -193,7 +210,7 @@ where
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
             Ok(Poll::Ready(Err(error))) => Failure::Error(error.into()),
-            Err(payload) => Failure::Panic(panic_message(&*payload).to_owned()),
+            Err(payload) => Failure::Panic(Caught::new(&*payload)),
         };
         self.failed = Some(failure);
         Poll::Ready(Ok(()))
@@ -204,16 +221,19 @@ where
         // up the id of the request in scope themselves; copy it only when that is
         // missing, which spares the copy in the canonical stack.
         let request_id = crate::request_id::for_later(req.extensions()).map(Box::new);
+        // The head is gone with the request once the inner service has it.
+        let report = self.reporter.as_ref().map(|r| Capture::new(r, &req));
         let renderer = self.renderer.clone();
         if let Some(failure) = self.failed.take() {
-            return ResponseFuture::failed(failure, renderer, request_id);
+            return ResponseFuture::failed(failure, renderer, request_id, report);
         }
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(future) => ResponseFuture::new(future, renderer, request_id),
+            Ok(future) => ResponseFuture::new(future, renderer, request_id, report),
             Err(payload) => ResponseFuture::failed(
-                Failure::Panic(panic_message(&*payload).to_owned()),
+                Failure::Panic(Caught::new(&*payload)),
                 renderer,
                 request_id,
+                report,
             ),
         }
     }

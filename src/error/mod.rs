@@ -133,6 +133,92 @@
 //! inside the request id, log and metrics layers, so its answers carry the id and
 //! are logged and counted like any other.
 //!
+//! # Error reports (Sentry and other trackers)
+//!
+//! [`ErrorLayer::reporter`] (or
+//! [`Stack::error_reporter`](crate::stack::Stack::error_reporter)) takes an
+//! [`ErrorReporter`]: a hook of yours, called once for each 5xx [`Problem`] and
+//! each panic the layer answers, never for 4xx. Each [`ErrorReport`] holds the
+//! problem (with its source error), the redacted request head and request id,
+//! the redacted error chain, and for panics the message and the location. The
+//! hook runs on a thread of its own, behind a bounded queue: the response never
+//! waits for it, a slow hook only delays later reports (or drops them when the
+//! queue is full, counted), and a panicking hook loses only its own report. See
+//! [`ErrorReporter`] for the whole contract and why.
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use std::sync::mpsc;
+//! use std::time::Duration;
+//! use axum::{Router, body::Body, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use tower_ops::error::{ErrorLayer, ErrorReport, ErrorReporter, Problem};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (tx, reports) = mpsc::channel();
+//! let reporter = ErrorReporter::new(move |report: ErrorReport| {
+//!     // A tracker's client goes here; this one hands the report back.
+//!     let _ = tx.send(report);
+//! });
+//! let app = Router::new()
+//!     .route("/fail", get(|| async {
+//!         Err::<(), _>(Problem::internal(std::io::Error::other("db refused, password=hunter2")))
+//!     }))
+//!     .route("/missing", get(|| async { Err::<(), _>(Problem::not_found()) }))
+//!     .layer(ErrorLayer::new().for_axum().reporter(reporter.clone()));
+//!
+//! let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+//! assert_eq!(app.clone().oneshot(get("/missing")).await?.status(), 404);
+//! assert_eq!(app.oneshot(get("/fail?token=abc")).await?.status(), 500);
+//!
+//! assert!(reporter.flush(Duration::from_secs(5)));
+//! let report = reports.try_recv()?; // one report: the 404 gave none
+//! assert!(reports.try_recv().is_err());
+//! assert_eq!(report.request().uri(), "/fail?token=[REDACTED]");
+//! assert_eq!(report.error_chain(), ["db refused, password=[REDACTED]"]);
+//! # Ok(())
+//! # }
+//! # }
+//! ```
+//!
+//! Panic locations come from a panic hook: the one
+//! [`log::init_from_env`](crate::log::init_from_env) installs notes them, and
+//! [`capture_panic_locations`] does it for applications with a logging set-up
+//! of their own.
+//!
+//! ## With `sentry-tower`
+//!
+//! The stack composes with Sentry's own tower layers. Put them outside the
+//! stack, so that the hub Sentry binds for each request is in place for every
+//! tower-ops layer, and the transaction sees the status the error layer
+//! answered with. Sentry's panic integration reports panics from its panic hook,
+//! with the request's hub: initialise Sentry *after* tower-ops logging, so that
+//! its hook wraps the one logging installs instead of being replaced by it. The
+//! tower-ops error layer still turns the panic into a 500 problem.
+//!
+//! ```ignore
+//! let _log = tower_ops::log::init_from_env()?;
+//! let _sentry = sentry::init(sentry::ClientOptions::default()); // after logging
+//! let stack = Stack::from_env()?.for_axum();
+//! let app = Router::new()
+//!     .route("/users/{id}", get(user))
+//!     .merge(stack.routes())
+//!     .layer(CaptureRouteLayer::new())
+//!     .layer(stack)
+//!     .layer(sentry_tower::SentryHttpLayer::new().enable_transaction())
+//!     .layer(sentry_tower::NewSentryLayer::<Request<Body>>::new_from_top());
+//! ```
+//!
+//! `sentry-tower` does not report 5xx answers that are not panics
+//! (`Problem::internal(err)` in a handler, a failing dependency). To send those
+//! too, give the stack an [`ErrorReporter`] whose hook builds a Sentry event from
+//! the report (status, code, request id as a tag, the redacted head, the error
+//! chain) and captures it on the main hub (the hook runs off the request's
+//! task); skip reports with a [`panic`](ErrorReport::panic) so that panics are
+//! not reported twice.
+//!
 //! # Extractors (feature `axum`)
 //!
 //! [`Json`], [`Query`], [`Path`] and [`Form`] are used like axum's, but reject with
@@ -186,6 +272,7 @@ mod layer;
 mod log;
 mod problem;
 mod render;
+mod report;
 
 #[cfg(feature = "axum")]
 pub use self::extract::{Form, Json, Path, Query};
@@ -197,6 +284,10 @@ pub(crate) use self::log::for_log;
 pub use self::problem::{Code, FieldError, Location, Problem};
 pub(crate) use self::render::chain;
 pub use self::render::{ErrorFormat, RenderProblem, Renderer};
+pub use self::report::{
+    DEFAULT_REPORT_QUEUE, ErrorReport, ErrorReporter, PanicLocation, PanicReport, ReportError,
+    RequestHead, capture_panic_locations,
+};
 
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Problem {

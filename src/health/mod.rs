@@ -34,9 +34,12 @@
 //! and not ready; failing non-critical checks make it `degraded` (200) and leave
 //! readiness alone.
 //!
-//! Readiness follows [`Readiness`]: `Starting` until the application calls
-//! [`Readiness::mark_ready`], `Draining` once [`shutdown`](crate::shutdown)
-//! begins. Liveness never depends on anything but the process answering, so
+//! Readiness follows [`Readiness`]: `Starting` until serving starts,
+//! `Draining` once [`shutdown`](crate::shutdown) begins. Serving through
+//! [`Shutdown::run`](crate::shutdown::Shutdown::run) (with the registry's
+//! readiness given to the [`ShutdownBuilder`](crate::shutdown::ShutdownBuilder))
+//! marks it ready as the server starts; without it, call
+//! [`Readiness::mark_ready`] once the listener is bound. Liveness never depends on anything but the process answering, so
 //! an outage of a dependency never gets healthy pods restarted.
 //!
 //! # Example

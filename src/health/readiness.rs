@@ -49,9 +49,12 @@ const DRAINING: u8 = 2;
 /// A shared handle on the readiness state. Cloning is cheap; every clone sees
 /// the same state.
 ///
-/// The application calls [`mark_ready`](Self::mark_ready) when its own start-up
-/// is done; the [`shutdown`](crate::shutdown) coordinator calls
-/// [`start_draining`](Self::start_draining) when a signal arrives. Each change of
+/// The [`shutdown`](crate::shutdown) coordinator calls
+/// [`mark_ready`](Self::mark_ready) when [`Shutdown::run`](crate::shutdown::Shutdown::run)
+/// starts serving and [`start_draining`](Self::start_draining) when a signal
+/// arrives. An application that serves otherwise, or that turned
+/// [`ShutdownBuilder::ready_on_run`](crate::shutdown::ShutdownBuilder::ready_on_run)
+/// off, calls `mark_ready` itself when its start-up is done. Each change of
 /// state is logged once.
 ///
 /// ```

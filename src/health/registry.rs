@@ -281,6 +281,8 @@ impl HealthRegistryBuilder {
         HealthRegistry {
             inner: Arc::new(Inner {
                 entries,
+                check_timeout: self.check_timeout,
+                background_interval: self.background_interval,
                 cache_ttl: self.cache_ttl,
                 deadline,
                 detail_token: self.detail_token.map(String::into_bytes),
@@ -324,6 +326,9 @@ pub struct HealthRegistry {
 
 pub(crate) struct Inner {
     entries: Box<[Entry]>,
+    // Kept as configured, for `to_builder`.
+    check_timeout: Duration,
+    background_interval: Option<Duration>,
     cache_ttl: Duration,
     deadline: Duration,
     pub(crate) detail_token: Option<Vec<u8>>,
@@ -367,6 +372,31 @@ impl HealthRegistry {
     /// A builder with the defaults (2 s per check, 1 s cache).
     pub fn builder() -> HealthRegistryBuilder {
         HealthRegistryBuilder::default()
+    }
+
+    /// A builder holding this registry's checks, settings and readiness
+    /// handle, to build a registry with more checks. Clones of `self` keep the
+    /// old set, so callers replace every handle they hold.
+    pub(crate) fn to_builder(&self) -> HealthRegistryBuilder {
+        let inner = &self.inner;
+        HealthRegistryBuilder {
+            checks: inner.entries.iter().map(|e| e.check.clone()).collect(),
+            check_timeout: inner.check_timeout,
+            cache_ttl: inner.cache_ttl,
+            deadline: inner.deadline,
+            background_interval: inner.background_interval,
+            detail_token: inner
+                .detail_token
+                .as_ref()
+                .map(|t| String::from_utf8_lossy(t).into_owned()),
+            readiness: inner.readiness.clone(),
+            ready_runs_checks: inner.ready_runs_checks,
+        }
+    }
+
+    /// Whether this handle is the only one (no router or clone shares it).
+    pub(crate) fn is_unshared(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1 && Arc::weak_count(&self.inner) == 0
     }
 
     /// The readiness handle shared with the probes.

@@ -7,6 +7,9 @@
 //! (`file:line:col`), `thread`, `request_id` when a request is in scope, and
 //! `backtrace` when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` asks for one.
 //!
+//! The hook also notes the panic's location on its thread, for the
+//! [error reports](crate::error::ErrorReporter) of the error layer that catches it.
+//!
 //! The previous hook is not called, so nothing raw (an unredacted message) reaches
 //! stderr. After the event the flush callback runs: a panic in `main` may end the
 //! process before the writer thread writes its next batch.
@@ -43,6 +46,7 @@ pub(crate) fn install(flush: impl Fn() + Send + Sync + 'static) {
 }
 
 fn hook(info: &PanicHookInfo<'_>) {
+    crate::panics::record(crate::panics::message(info.payload()), info.location());
     guarded(|| {
         emit(crate::panics::message(info.payload()), info.location());
         flush();

@@ -99,6 +99,32 @@ impl MetricsExporter {
         &self.registry
     }
 
+    /// The exposed registry, to register metrics of your own, while this
+    /// exporter is its only owner.
+    ///
+    /// `None` once the exporter has been cloned: a router serving it
+    /// (`into_router`, `Stack::routes`) holds a clone, so nothing can be added to a
+    /// registry that may already be scraped, and every scrape shows the same set
+    /// of families. Register everything before mounting the exporter.
+    ///
+    /// ```
+    /// use tower_ops::metrics::MetricsExporter;
+    /// use tower_ops::metrics::prometheus_client::metrics::counter::Counter;
+    /// use tower_ops::metrics::prometheus_client::registry::Registry;
+    ///
+    /// let mut exporter = MetricsExporter::new(Registry::default());
+    /// let orders = Counter::<u64>::default();
+    /// let registry = exporter.registry_mut().expect("not shared yet");
+    /// registry.register("orders", "Orders placed", orders.clone());
+    ///
+    /// let serving = exporter.clone(); // what mounting it does
+    /// assert!(exporter.registry_mut().is_none());
+    /// # drop(serving);
+    /// ```
+    pub fn registry_mut(&mut self) -> Option<&mut Registry> {
+        Arc::get_mut(&mut self.registry)
+    }
+
     /// Answers one request (the work of [`Service::call`]).
     pub fn respond(&self, method: &Method, headers: &HeaderMap) -> Response<ExporterBody> {
         if let Some(token) = &self.token

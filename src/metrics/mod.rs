@@ -110,6 +110,26 @@
 //! Prometheus stores exemplars only with `--enable-feature=exemplar-storage` and
 //! when it scrapes OpenMetrics, which the exporter always serves.
 //!
+//! # Your own metrics
+//!
+//! Register them in the same registry, through the re-exported
+//! [`prometheus_client`], before the exporter is mounted:
+//! [`MetricsExporter::registry_mut`], or
+//! [`Stack::metrics_registry_mut`](crate::stack::Stack::metrics_registry_mut)
+//! with the canonical stack.
+//!
+//! ```
+//! use tower_ops::metrics::prometheus_client::metrics::counter::Counter;
+//! use tower_ops::metrics::{MetricsExporter, MetricsLayer};
+//!
+//! let (metrics, mut registry) = MetricsLayer::builder().build();
+//! let orders = Counter::<u64>::default();
+//! registry.register("orders", "Orders placed", orders.clone());
+//! let exporter = MetricsExporter::new(registry); // /metrics shows orders_total
+//! orders.inc();
+//! # let _ = (metrics, exporter);
+//! ```
+//!
 //! # Cost
 //!
 //! The label set of a response is found without hashing any label text: a small
@@ -133,6 +153,12 @@ pub use self::service::{Metrics, MetricsBody, ResponseFuture};
 
 #[doc(no_inline)]
 pub use prometheus_client::registry::Registry;
+
+/// The `prometheus-client` crate this module is built on, re-exported so that
+/// metrics of your own register into the stack's [`Registry`] with the same
+/// version of the crate (a second version in the dependency tree makes
+/// `Registry::register` fail to compile with E0277).
+pub use prometheus_client;
 
 #[cfg(test)]
 mod tests;

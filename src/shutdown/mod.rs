@@ -1,8 +1,14 @@
 //! Graceful shutdown: on SIGINT or SIGTERM, take the service out of the load
 //! balancer, finish what is in flight within a deadline, clean up, return.
 //!
-//! [`Shutdown::run`] drives the server future and, when a signal arrives (or
-//! [`Shutdown::trigger`] is called):
+//! [`Shutdown::run`] drives the server future. As it starts, it installs the
+//! signal handlers and marks [`Readiness`] ready: the listener is bound and
+//! about to be served, so `/health/ready` answers 200 (from the critical
+//! checks) without the application calling [`Readiness::mark_ready`] itself.
+//! An application with more start-up work after that point turns this off with
+//! [`ShutdownBuilder::ready_on_run`] and marks readiness when it is done.
+//!
+//! When a signal arrives (or [`Shutdown::trigger`] is called), it:
 //!
 //! 1. sets [`Readiness`] to `Draining`, so `/health/ready` answers 503
 //!    `draining` while the server keeps serving (liveness stays 200);
@@ -48,12 +54,15 @@
 //!
 //! // With axum: `axum::serve(listener, app).with_graceful_shutdown(shutdown.stop_accepting())`.
 //! let stop = shutdown.stop_accepting();
+//! let (probe, trigger) = (readiness.clone(), shutdown.clone());
 //! let server = async move {
+//!     // `run` marked readiness ready before polling the server.
+//!     assert_eq!(probe.state(), ReadinessState::Ready);
+//!     trigger.trigger(); // what a SIGTERM does
 //!     stop.await;
 //!     "drained"
 //! };
-//! readiness.mark_ready();
-//! shutdown.trigger();
+//! assert_eq!(readiness.state(), ReadinessState::Starting);
 //! assert_eq!(shutdown.run(server).await, Some("drained"));
 //! assert_eq!(readiness.state(), ReadinessState::Draining);
 //! # }
@@ -166,6 +175,7 @@ pub struct ShutdownBuilder {
     timeout: Duration,
     readiness: Readiness,
     signals: bool,
+    ready_on_run: bool,
 }
 
 impl Default for ShutdownBuilder {
@@ -175,6 +185,7 @@ impl Default for ShutdownBuilder {
             timeout: DEFAULT_TIMEOUT,
             readiness: Readiness::new(),
             signals: true,
+            ready_on_run: true,
         }
     }
 }
@@ -223,6 +234,15 @@ impl ShutdownBuilder {
         self
     }
 
+    /// Whether [`Shutdown::run`] marks the readiness ready when it starts
+    /// serving. Default true. Turn it off when the application has start-up work
+    /// that must finish after the server runs (warming a cache through its own
+    /// routes, say); it then calls [`Readiness::mark_ready`] itself.
+    pub fn ready_on_run(mut self, mark: bool) -> Self {
+        self.ready_on_run = mark;
+        self
+    }
+
     /// Builds the coordinator.
     pub fn build(self) -> Shutdown {
         let (stop, _) = watch::channel(false);
@@ -233,6 +253,7 @@ impl ShutdownBuilder {
                 timeout: self.timeout,
                 readiness: self.readiness,
                 signals: self.signals,
+                ready_on_run: self.ready_on_run,
                 stop,
                 triggered,
                 hooks: Mutex::new(Vec::new()),
@@ -263,6 +284,7 @@ struct Inner {
     timeout: Duration,
     readiness: Readiness,
     signals: bool,
+    ready_on_run: bool,
     stop: watch::Sender<bool>,
     triggered: watch::Sender<bool>,
     hooks: Mutex<Vec<Hook>>,
@@ -335,7 +357,9 @@ impl Shutdown {
     /// Returns the server's output when it finished (drained, or ended by
     /// itself before any signal), `None` when it was cut at the deadline.
     /// Hooks run in every case. Signal handlers are installed as soon as this
-    /// future is first polled.
+    /// future is first polled; right after, readiness is marked ready (unless
+    /// [`ShutdownBuilder::ready_on_run`] turned that off), and set to draining
+    /// again if the server ends by itself.
     pub async fn run<F: IntoFuture>(&self, server: F) -> Option<F::Output> {
         let inner = &self.inner;
         let mut signals = if inner.signals {
@@ -351,11 +375,21 @@ impl Shutdown {
         };
         // Boxed so that it can be dropped (the cut) before the hooks run.
         let mut server = Box::pin(server.into_future());
+        // The listener is bound (the server future owns it) and the signal
+        // handlers are in place: from here on, a probe can be answered and a
+        // SIGTERM drains. This is the one place every user of the crate's serve
+        // path goes through, so readiness cannot be forgotten.
+        if inner.ready_on_run {
+            inner.readiness.mark_ready();
+        }
 
         // Serving until asked to stop.
         let cause = tokio::select! {
             out = &mut server => {
                 tracing::info!("server ended before any shutdown signal");
+                // Nothing serves any more: probes that still reach a handle of
+                // the registry must not see a ready instance.
+                inner.readiness.start_draining();
                 self.run_hooks().await;
                 return Some(out);
             }
@@ -467,6 +501,7 @@ impl fmt::Debug for Shutdown {
             .field("timeout", &self.inner.timeout)
             .field("readiness", &self.inner.readiness)
             .field("signals", &self.inner.signals)
+            .field("ready_on_run", &self.inner.ready_on_run)
             .finish_non_exhaustive()
     }
 }
@@ -618,7 +653,38 @@ mod tests {
         let out = shutdown.run(async { Err::<(), _>("bind failed") }).await;
         assert_eq!(out, Some(Err("bind failed")));
         assert!(ran.load(Ordering::SeqCst));
-        assert_eq!(shutdown.readiness().state(), ReadinessState::Starting);
+        assert_eq!(shutdown.readiness().state(), ReadinessState::Draining);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_marks_ready_before_serving_unless_told_not_to() {
+        for mark in [true, false] {
+            let shutdown = Shutdown::builder()
+                .signals(false)
+                .ready_on_run(mark)
+                .build();
+            let readiness = shutdown.readiness().clone();
+            let seen = readiness.clone();
+            let stop = shutdown.stop_accepting();
+            let server = async move {
+                let state = seen.state();
+                stop.await;
+                state
+            };
+            assert_eq!(readiness.state(), ReadinessState::Starting);
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                trigger.trigger();
+            });
+            let expected = if mark {
+                ReadinessState::Ready
+            } else {
+                ReadinessState::Starting
+            };
+            assert_eq!(shutdown.run(server).await, Some(expected), "mark {mark}");
+            assert_eq!(readiness.state(), ReadinessState::Draining);
+        }
     }
 
     #[tokio::test]

@@ -25,6 +25,15 @@
 //! # }
 //! ```
 //!
+//! `/health/ready` answers 503 `starting` until serving starts. Serve through
+//! [`Shutdown::run`](crate::shutdown::Shutdown::run), built with the stack's
+//! readiness (`ShutdownBuilder::from_env()?.readiness(stack.health_registry().readiness().clone())`),
+//! and it turns ready as the server starts, then draining on SIGTERM;
+//! `examples/stack_from_env.rs` is the whole program. The registries take
+//! entries of your own before [`routes`](Stack::routes) hands them out:
+//! [`Stack::health_check`] and [`Stack::metrics_registry_mut`]; and
+//! [`Stack::error_reporter`] sends each 5xx and panic to an error tracker.
+//!
 //! Layers that are off cost one branch per request. Each optional layer doubles
 //! the size of the service type, which the compiler pays for when the stack
 //! wraps a large unboxed service: with axum, add the stack with `Router::layer`
@@ -41,8 +50,8 @@ use crate::body_limit::AxumBody;
 use crate::body_limit::{AnyBody, BodyLimitLayer};
 use crate::client_ip::ClientIpLayer;
 use crate::config::ConfigError;
-use crate::error::ErrorLayer;
-use crate::health::{HealthRegistry, HealthRegistryBuilder};
+use crate::error::{ErrorLayer, ErrorReporter};
+use crate::health::{HealthCheck, HealthRegistry, HealthRegistryBuilder};
 use crate::log::RequestLogLayer;
 #[cfg(feature = "metrics")]
 use crate::metrics::{MetricsExporter, MetricsLayer};
@@ -273,6 +282,14 @@ impl<M> Stack<M> {
         self
     }
 
+    /// Reports every 5xx problem and every panic the stack's error layer answers
+    /// to `reporter` (see [`ErrorReporter`] for the contract). Call it after
+    /// [`error`](Self::error), which replaces the layer and its reporter.
+    pub fn error_reporter(mut self, reporter: ErrorReporter) -> Self {
+        self.error = self.error.reporter(reporter);
+        self
+    }
+
     /// Replaces the timeout layer; `None` switches it off.
     pub fn timeout(mut self, layer: Option<TimeoutLayer>) -> Self {
         self.timeout = layer;
@@ -301,9 +318,75 @@ impl<M> Stack<M> {
         self
     }
 
-    /// The health registry (its readiness is what shutdown flips).
+    /// Adds a health check to the stack's registry, the one
+    /// [`routes`](Self::routes) serves (critical checks also decide
+    /// `/health/ready`). Works the same after [`Stack::new`], [`Stack::from_env`]
+    /// (whose `HEALTH_*` settings stay) and [`health`](Self::health).
+    ///
+    /// ```
+    /// use tower_ops::health::check_fn;
+    /// use tower_ops::stack::Stack;
+    ///
+    /// # fn build() -> Result<(), tower_ops::config::ConfigError> {
+    /// let stack = Stack::from_env()?
+    ///     .health_check(check_fn("db", || async { Ok::<_, std::io::Error>(()) }))
+    ///     .health_check(check_fn("cache", || async { Ok::<_, std::io::Error>(()) }).non_critical());
+    /// # let _ = stack;
+    /// # Ok(())
+    /// # }
+    /// # build().unwrap();
+    /// ```
+    ///
+    /// # Panics
+    /// When a check of that name is already registered, or when the registry
+    /// has already been handed out (after [`routes`](Self::routes), a clone of
+    /// the stack or of [`health_registry`](Self::health_registry)): that copy
+    /// would keep serving without the check. Add checks first.
+    pub fn health_check(mut self, check: impl HealthCheck) -> Self {
+        assert!(
+            self.health.is_unshared(),
+            "Stack::health_check called after the health registry was handed out \
+             (Stack::routes, or a clone); add checks before that"
+        );
+        self.health = self.health.to_builder().check(check).build();
+        self
+    }
+
+    /// The health registry. Give its readiness to
+    /// [`ShutdownBuilder::readiness`](crate::shutdown::ShutdownBuilder::readiness):
+    /// [`Shutdown::run`](crate::shutdown::Shutdown::run) then marks it ready as
+    /// serving starts and draining on SIGTERM.
     pub fn health_registry(&self) -> &HealthRegistry {
         &self.health
+    }
+
+    /// The metrics registry behind `/metrics`, to register metrics of your own
+    /// (with the re-exported [`metrics::prometheus_client`](crate::metrics::prometheus_client)).
+    ///
+    /// `None` when metrics are off, or once the exporter has been handed out
+    /// ([`routes`](Self::routes), a clone of the stack or of
+    /// [`metrics_exporter`](Self::metrics_exporter)): from then on the registry
+    /// may be scraped, and it no longer changes. Register before building the
+    /// routes.
+    ///
+    /// ```
+    /// use tower_ops::metrics::prometheus_client::metrics::counter::Counter;
+    /// use tower_ops::stack::Stack;
+    ///
+    /// let mut stack = Stack::new();
+    /// let orders = Counter::<u64>::default();
+    /// if let Some(registry) = stack.metrics_registry_mut() {
+    ///     registry.register("orders", "Orders placed", orders.clone());
+    /// }
+    /// # #[cfg(feature = "axum")]
+    /// let routes: axum::Router = stack.routes(); // /metrics now shows orders_total
+    /// # #[cfg(feature = "axum")]
+    /// assert!(stack.metrics_registry_mut().is_none());
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics_registry_mut(&mut self) -> Option<&mut prometheus_client::registry::Registry> {
+        self.metrics.as_mut()?.1.registry_mut()
     }
 
     /// The `/metrics` exporter, when metrics are on.

@@ -195,3 +195,38 @@ pub fn chunked_post(path: &str, total: usize, chunk: usize, extra_headers: &str)
     req.extend_from_slice(b"0\r\n\r\n");
     req
 }
+
+/// Runs the Python `script` with a file holding `exposition` as its argument
+/// (the strict OpenMetrics parser of `prometheus_client`), and returns its
+/// stdout; panics with the parser's complaint and the text when it fails.
+pub fn python_check(script: &str, exposition: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "tower-ops-exposition-{}-{}",
+        std::process::id(),
+        unique_number()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, exposition).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "parser rejected the exposition:\n{}\n---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(exposition)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Tells apart the files of tests running at once in one process.
+fn unique_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
