@@ -262,7 +262,8 @@ impl<S> Serve<S> {
 
     /// Shuts down on the crate's sequence (see the [module docs](self)); the
     /// future then resolves when the sequence is over. Readiness is marked
-    /// ready once the server accepts connections.
+    /// ready as the server starts accepting connections (see
+    /// [`ShutdownBuilder::ready_on_run`](crate::shutdown::ShutdownBuilder::ready_on_run)).
     pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = Some(shutdown);
         self
@@ -328,8 +329,8 @@ where
             Ok(())
         }
         Some(shutdown) => {
+            // `run` marks readiness ready as it starts the accept loop.
             let stop = shutdown.stop_accepting();
-            shutdown.readiness().mark_ready();
             shutdown
                 .run(accept_loop(listener, service, shared, stop))
                 .await;
