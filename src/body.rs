@@ -54,9 +54,13 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B: Default> Default for ResponseBody<B> {
+/// An empty body, whatever the inner body type: layers that answer without
+/// calling the inner service (tower-http's `Cors`, for preflights) ask for
+/// `Default`, and the inner body need not have it (tower-http's `TraceLayer`
+/// body does not).
+impl<B> Default for ResponseBody<B> {
     fn default() -> Self {
-        Self::inner(B::default())
+        Self::empty()
     }
 }
 

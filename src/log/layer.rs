@@ -302,7 +302,17 @@ impl<S> Layer<S> for RequestLogLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestLog {
             inner,
-            config: self.config.clone(),
+            config: Some(self.config.clone()),
+        }
+    }
+}
+
+impl<S> crate::stack::Switchable<S> for RequestLogLayer {
+    /// A `RequestLog` that logs nothing.
+    fn off(inner: S) -> Self::Service {
+        RequestLog {
+            inner,
+            config: None,
         }
     }
 }
@@ -311,7 +321,8 @@ impl<S> Layer<S> for RequestLogLayer {
 #[derive(Clone)]
 pub struct RequestLog<S> {
     inner: S,
-    config: Arc<Config>,
+    /// `None`: switched off ([`Switchable`](crate::stack::Switchable)).
+    config: Option<Arc<Config>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for RequestLog<S> {
@@ -394,8 +405,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let Some(config) = &self.config else {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                record: None,
+                watchdog: None,
+                off: true,
+            };
+        };
         let start = Instant::now();
-        let config = &self.config;
         let request_id = req.extensions().get::<RequestId>().cloned();
         let span = request_span(request_id.as_ref());
         let parent = TraceContext::from_headers(req.headers());
@@ -453,6 +471,7 @@ where
                 done: None,
             })),
             watchdog,
+            off: false,
         }
     }
 }
@@ -544,6 +563,8 @@ pin_project! {
         inner: F,
         record: Option<Box<Record>>,
         watchdog: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The layer is switched off: the response passes through unlogged.
+        off: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -568,6 +589,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if *this.off {
+            return this.inner.poll(cx).map_ok(|response| {
+                response.map(|inner| LogBody {
+                    inner,
+                    record: None,
+                })
+            });
+        }
         let Some(pending) = this.record.as_ref().map(|r| &r.pending) else {
             return Poll::Pending;
         };
@@ -655,6 +684,17 @@ pin_project! {
             if let Some(record) = this.record.take() {
                 emit(&record.pending, record.done.as_ref(), Outcome::Aborted);
             }
+        }
+    }
+}
+
+/// An empty body that logs nothing, for layers that answer without calling the
+/// inner service (tower-http's `Cors` answers preflights with `Default`).
+impl<B: Default> Default for LogBody<B> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            record: None,
         }
     }
 }

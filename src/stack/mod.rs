@@ -25,17 +25,43 @@
 //! # }
 //! ```
 //!
-//! Layers that are off cost one branch per request. Each optional layer doubles
-//! the size of the service type, which the compiler pays for when the stack
-//! wraps a large unboxed service: with axum, add the stack with `Router::layer`
-//! (routes are boxed there, so it compiles quickly); with plain hyper, stack the
-//! layers you use with `tower::ServiceBuilder` in the same order.
+//! Layers that are off cost one branch per request, and keep their service type
+//! ([`Switchable`]): the stack's type is the same whichever layers are on, and it
+//! names the inner service once, so the compiler checks code around it as quickly
+//! as the same layers listed by hand.
+//!
+//! Every response body of the stack implements `Default`, so tower-http layers
+//! compose on either side of it, in one `ServiceBuilder`: `CorsLayer` and
+//! `CompressionLayer` outermost (then 413 and 429 answers carry CORS headers, and
+//! browsers can read them), `TraceLayer` or the application's own middleware
+//! inside.
+//!
+//! ```
+//! # #[cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))] {
+//! use axum::{Router, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_http::cors::CorsLayer;
+//! use tower_ops::route::CaptureRouteLayer;
+//! use tower_ops::stack::Stack;
+//!
+//! let stack = Stack::new().for_axum();
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .merge(stack.routes())
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(CorsLayer::permissive())
+//!             .layer(stack)
+//!             .layer(CaptureRouteLayer::new()),
+//!     );
+//! # }
+//! ```
 
 mod optional;
 
 use tower_layer::{Identity, Layer, Stack as Pair};
 
-pub use self::optional::{BoxError, EitherBody, Optional, OptionalFuture, OptionalService};
+pub use self::optional::{Optional, Switchable};
 #[cfg(feature = "axum")]
 use crate::body_limit::AxumBody;
 use crate::body_limit::{AnyBody, BodyLimitLayer};
