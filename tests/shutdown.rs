@@ -349,7 +349,11 @@ fn quickstart_logs_every_cut_request_as_aborted() {
         .unwrap();
         let deadline = Instant::now() + PATIENCE;
         while server.log().matches(started).count() < n {
-            assert!(Instant::now() < deadline, "{n} not started: {}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "{n} not started: {}",
+                server.log()
+            );
             thread::sleep(Duration::from_millis(10));
         }
         clients.push(stream);
