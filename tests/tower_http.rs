@@ -426,3 +426,44 @@ async fn switched_off_layers_pass_through() {
         assert_eq!(logged(&id), 0, "nothing logged when off: {}", cap.text());
     }
 }
+
+/// Built only by `scripts/check_time.sh` (`--cfg tower_ops_check_mistake`): a
+/// user's response body without `Default` under `CorsLayer`, around the stack.
+/// rustc must reject it with E0277 in seconds; before the stack's types were
+/// flattened it ran for many minutes on this without printing anything.
+#[cfg(tower_ops_check_mistake)]
+mod mistake {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A body of the user's own, without `Default`.
+    struct Stream;
+
+    impl http_body::Body for Stream {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            Poll::Ready(None)
+        }
+    }
+
+    fn streamed<B>(response: http::Response<B>) -> http::Response<Stream> {
+        response.map(|_| Stream)
+    }
+
+    #[allow(dead_code)]
+    fn app() -> Router {
+        routes().layer(
+            ServiceBuilder::new()
+                .layer(CorsLayer::permissive())
+                .map_response(streamed)
+                .layer(Stack::new().for_axum()),
+        )
+    }
+}
