@@ -587,6 +587,7 @@ async fn hyper_stack() {
     ex.stop();
 }
 
+#[cfg(feature = "tonic")]
 mod grpc {
     use http::uri::PathAndQuery;
     use tonic::{Code, Request, Response, Status};
@@ -687,6 +688,12 @@ mod grpc {
         let limited = lines.iter().find(|l| l["request_id"] == "call-4").unwrap();
         assert_eq!(limited["rejected_by"], "rate_limit");
         assert_eq!(limited["code"], "RATE_LIMITED");
+        // HTTP 200 on the wire, a rejection in the log.
+        assert_eq!(limited["level"], "WARN", "{limited}");
+        assert_eq!(limited["route"], "/demo.Greeter/SayHello", "{limited}");
+        let ok = lines.iter().find(|l| l["request_id"] == "call-1").unwrap();
+        assert_eq!(ok["route"], "/demo.Greeter/SayHello", "{ok}");
+        assert_eq!(ok["client_ip"], "127.0.0.1", "{ok}");
         let out = ex.stop();
         // The metrics written on the way out counted the rejections.
         assert!(out.contains("http_server_rejections_total"), "{out}");

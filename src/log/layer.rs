@@ -450,7 +450,7 @@ where
             user_agent: req.headers().get(USER_AGENT).cloned(),
             request_bytes: request_bytes(req.headers()),
             probe: config.probes.contains(req.uri().path()),
-            route: MatchedRoute::from_extensions(req.extensions()),
+            route: MatchedRoute::of_request(&req),
             request_id,
             headers,
             fields,
@@ -634,11 +634,12 @@ where
                 }
                 record.done = Some(Done {
                     status: parts.status,
-                    route: parts
-                        .extensions
-                        .get::<MatchedRoute>()
-                        .cloned()
-                        .or_else(|| pending.route.clone()),
+                    route: MatchedRoute::of_response(
+                        &parts.extensions,
+                        &parts.headers,
+                        pending.route.as_ref(),
+                    )
+                    .cloned(),
                     problem: parts.extensions.get::<Problem>().cloned(),
                     response_bytes: 0,
                     response_body: pending
@@ -849,14 +850,25 @@ fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     );
 }
 
+/// The status that decides the level: the response's, or the rejection's when
+/// the answer travels in a successful HTTP status (a gRPC call over its quota
+/// gets HTTP 200 with `grpc-status: 8`, and is a 429 for the log).
+fn level_status(status: StatusCode, problem: Option<&Problem>) -> StatusCode {
+    match problem {
+        Some(p) if p.status().as_u16() >= 400 && status.as_u16() < 400 => p.status(),
+        _ => status,
+    }
+}
+
 fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     let duration = p.start.elapsed();
     let config = &p.config;
     let slow = duration >= config.slow;
     let status = done.map(|d| d.status);
+    let problem = done.and_then(|d| d.problem.as_ref());
     let failed = !matches!(outcome, Outcome::Completed);
     let mut level = match status {
-        Some(s) => (config.levels)(s),
+        Some(s) => (config.levels)(level_status(s, problem)),
         None => Level::WARN,
     };
     if matches!(outcome, Outcome::Failed(_) | Outcome::BodyFailed(_)) {
@@ -881,7 +893,6 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     }
     let path = config.redactor.redact_path_and_query(&p.uri);
     let route = done.and_then(|d| d.route.as_ref());
-    let problem = done.and_then(|d| d.problem.as_ref());
     let user_agent = p
         .user_agent
         .as_ref()

@@ -93,7 +93,7 @@ where
             (req, None)
         };
         let active = ActiveGuard::new(shared.clone(), method);
-        let route = MatchedRoute::from_extensions(req.extensions());
+        let route = MatchedRoute::of_request(&req);
         ResponseFuture {
             inner: self.inner.call(req),
             pending: Some(Pending {
@@ -169,10 +169,11 @@ impl Pending {
         };
         let series = shared.series(
             self.active.method,
-            response
-                .extensions()
-                .get::<MatchedRoute>()
-                .or(self.route.as_ref()),
+            MatchedRoute::of_response(
+                response.extensions(),
+                response.headers(),
+                self.route.as_ref(),
+            ),
             response.status().as_u16(),
         );
         Recorder {
