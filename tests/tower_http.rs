@@ -35,8 +35,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_ops::body_limit::{BodyLimitLayer, Limited};
 use tower_ops::client_ip::ClientIpLayer;
@@ -313,6 +317,68 @@ async fn hand_listed_layers_between_tower_http_layers() {
             .layer(counting_trace!(reached)),
     );
     check(serve(app).await, &reached, true).await;
+}
+
+#[tokio::test]
+async fn more_tower_http_layers_on_both_sides() {
+    // What tower-http's other common layers ask of the bodies inside them:
+    // `Default` (its timeout answers with an empty body), `Body<Data = Bytes>`
+    // with `Send + 'static` (catch-panic), displayable errors (trace).
+    let stack = Stack::new()
+        .body_limit(BodyLimitLayer::new(BODY_LIMIT))
+        .for_axum();
+    let served_by = HeaderName::from_static("x-served-by");
+    let app = routes()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(
+                    served_by,
+                    HeaderValue::from_static("edge"),
+                ))
+                .layer(TraceLayer::new_for_http())
+                .layer(CatchPanicLayer::new())
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_millis(200),
+                ))
+                .layer(RequestBodyLimitLayer::new(1024))
+                .layer(cors())
+                .layer(CompressionLayer::new())
+                .layer(stack)
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CaptureRouteLayer::new())
+                .layer(TraceLayer::new_for_http()),
+        );
+    let addr = serve(app).await;
+
+    let hello = raw(
+        addr,
+        &request("GET", "/hello", &[&origin(), "Accept-Encoding: gzip"], ""),
+    )
+    .await;
+    assert_eq!(hello.status, 200, "{hello:?}");
+    assert_eq!(hello.header("x-served-by"), "edge");
+    assert_eq!(hello.header("content-encoding"), "gzip");
+    assert_cors(&hello, "200");
+
+    // tower-http's timeout answers with the stack's body type, by `Default`.
+    let late = raw(addr, &request("GET", "/slow", &[&origin()], "")).await;
+    assert_eq!(late.status, 408, "{late:?}");
+    assert!(late.body.is_empty(), "{late:?}");
+    assert_eq!(late.header("x-served-by"), "edge");
+
+    let big = "x".repeat(BODY_LIMIT as usize * 2);
+    let too_large = raw(addr, &request("POST", "/echo", &[&origin()], &big)).await;
+    assert_problem(&too_large, 413, "PAYLOAD_TOO_LARGE");
+    assert_cors(&too_large, "413");
+    assert_eq!(too_large.header("x-served-by"), "edge");
 }
 
 /// The plain service under `Stack::new()`: it gets the limited hyper body.
