@@ -8,8 +8,8 @@
 //! written by hand with `prost`: no `.proto`, no build script.
 //!
 //! ```text
-//! cargo run --example grpc
-//! cargo run --example grpc -- --client http://127.0.0.1:3000 5   # OK x3, then code 8
+//! cargo run --features tonic --example grpc
+//! cargo run --features tonic --example grpc -- --client http://127.0.0.1:3000 5   # OK x3, then code 8
 //! grpcurl -plaintext -proto greeter.proto -d '{"name":"ada"}' 127.0.0.1:3000 demo.Greeter/SayHello
 //! ```
 //!
