@@ -588,38 +588,21 @@ async fn hyper_stack() {
 }
 
 #[cfg(feature = "tonic")]
+#[path = "support/greeter.rs"]
+mod greeter;
+
+#[cfg(feature = "tonic")]
 mod grpc {
-    use http::uri::PathAndQuery;
-    use tonic::{Code, Request, Response, Status};
-    use tonic_prost::ProstCodec;
+    use tonic::{Code, Response, Status};
 
+    use super::greeter::{self, HelloReply, SAY_HELLO};
     use super::*;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct HelloRequest {
-        #[prost(string, tag = "1")]
-        name: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct HelloReply {
-        #[prost(string, tag = "1")]
-        message: String,
-    }
 
     async fn call(
         grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
         name: &str,
     ) -> Result<Response<HelloReply>, Status> {
-        grpc.ready().await.unwrap();
-        let mut request = Request::new(HelloRequest { name: name.into() });
-        request
-            .metadata_mut()
-            .insert("x-request-id", name.parse().unwrap());
-        let path = PathAndQuery::from_static("/demo.Greeter/SayHello");
-        tokio::time::timeout(PATIENCE, grpc.unary(request, path, ProstCodec::default()))
-            .await
-            .expect("an answer in time")
+        greeter::call(grpc, SAY_HELLO, name, PATIENCE).await
     }
 
     // Several threads: the client's connection task must run while the test

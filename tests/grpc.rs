@@ -6,25 +6,20 @@
 
 #[path = "common/capture.rs"]
 mod capture;
+#[path = "support/greeter.rs"]
+mod greeter;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use capture::Capture;
-use http::uri::PathAndQuery;
+use greeter::{Greeter, HelloReply, SAY_HELLO};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tonic::body::Body;
-use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Response, Status};
-use tonic_prost::ProstCodec;
+use tonic::{Code, Response, Status};
 use tower::ServiceBuilder;
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::log::{JsonLayer, RequestLogLayer};
@@ -32,62 +27,6 @@ use tower_ops::metrics::{MetricsExporter, MetricsLayer};
 use tower_ops::rate_limit::{Quota, RateLimitLayer};
 use tower_ops::request_id::RequestIdLayer;
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct HelloRequest {
-    #[prost(string, tag = "1")]
-    name: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct HelloReply {
-    #[prost(string, tag = "1")]
-    message: String,
-}
-
-const SAY_HELLO: &str = "/demo.Greeter/SayHello";
-
-struct SayHello;
-
-impl UnaryService<HelloRequest> for SayHello {
-    type Response = HelloReply;
-    type Future = std::future::Ready<Result<Response<HelloReply>, Status>>;
-
-    fn call(&mut self, request: Request<HelloRequest>) -> Self::Future {
-        let message = format!("hello {}", request.into_inner().name);
-        std::future::ready(Ok(Response::new(HelloReply { message })))
-    }
-}
-
-/// `service demo.Greeter { rpc SayHello(HelloRequest) returns (HelloReply); }`,
-/// as generated code would serve it: other methods are `UNIMPLEMENTED`.
-#[derive(Clone)]
-struct Greeter;
-
-impl NamedService for Greeter {
-    const NAME: &'static str = "demo.Greeter";
-}
-
-impl tower::Service<http::Request<Body>> for Greeter {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        Box::pin(async move {
-            if request.uri().path() != SAY_HELLO {
-                return Ok(Status::unimplemented("no such method").into_http());
-            }
-            Ok(Grpc::new(ProstCodec::default())
-                .unary(SayHello, request)
-                .await)
-        })
-    }
-}
 
 /// Every line of this test binary: the servers log on tokio's worker threads.
 fn capture() -> &'static Capture {
@@ -149,18 +88,7 @@ async fn call(
     path: &str,
     id: &str,
 ) -> Result<Response<HelloReply>, Status> {
-    grpc.ready().await.unwrap();
-    let mut request = Request::new(HelloRequest { name: id.into() });
-    request
-        .metadata_mut()
-        .insert("x-request-id", id.parse().unwrap());
-    let path: PathAndQuery = path.parse().unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        grpc.unary(request, path, ProstCodec::default()),
-    )
-    .await
-    .expect("an answer in time")
+    greeter::call(grpc, path, id, Duration::from_secs(10)).await
 }
 
 // Several threads: client connection tasks run while the test awaits answers.
