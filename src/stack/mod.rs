@@ -25,10 +25,10 @@
 //! # }
 //! ```
 //!
-//! Layers that are off cost one branch per request, and keep their service type
-//! ([`Switchable`]): the stack's type is the same whichever layers are on, and it
-//! names the inner service once, so the compiler checks code around it as quickly
-//! as the same layers listed by hand.
+//! Layers that are off cost one branch per request: a switched-off layer keeps
+//! its service, in pass-through mode ([`Switchable`]), so the stack's type names
+//! the inner service once and the compiler checks code around the stack as
+//! quickly as the same layers listed by hand.
 //!
 //! Every response body of the stack implements `Default`, so tower-http layers
 //! compose on either side of it, in one `ServiceBuilder`: `CorsLayer` and
@@ -37,16 +37,20 @@
 //! inside.
 //!
 //! ```
-//! # #[cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))] {
-//! use axum::{Router, routing::get};
-//! use tower::ServiceBuilder;
+//! # #[cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{Router, body::Body, routing::post};
+//! use http::Request;
+//! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_http::cors::CorsLayer;
+//! use tower_ops::body_limit::BodyLimitLayer;
 //! use tower_ops::route::CaptureRouteLayer;
 //! use tower_ops::stack::Stack;
 //!
-//! let stack = Stack::new().for_axum();
+//! let stack = Stack::new().body_limit(BodyLimitLayer::new(8)).for_axum();
 //! let app: Router = Router::new()
-//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .route("/echo", post(|body: String| async move { body }))
 //!     .merge(stack.routes())
 //!     .layer(
 //!         ServiceBuilder::new()
@@ -54,7 +58,17 @@
 //!             .layer(stack)
 //!             .layer(CaptureRouteLayer::new()),
 //!     );
+//! let request = Request::post("/echo")
+//!     .header("origin", "https://app.example")
+//!     .header("content-length", "12")
+//!     .body(Body::from("twelve bytes"))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 413);
+//! assert_eq!(response.headers()["access-control-allow-origin"], "*");
 //! # }
+//! # #[cfg(not(all(feature = "axum", feature = "metrics", feature = "rate-limit")))]
+//! # fn main() {}
 //! ```
 
 mod optional;
