@@ -7,22 +7,22 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_ops::body::EndpointBody;
 use tower_ops::health::{HealthRegistry, HealthRegistryBuilder};
 use tower_ops::shutdown::ShutdownBuilder;
 
+/// The probes' body type serves the other routes too.
 async fn route(
     req: Request<Incoming>,
     health: HealthRegistry,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<EndpointBody>, Infallible> {
     if req.uri().path().starts_with("/health") {
         return health.service().oneshot(req).await;
     }
@@ -35,9 +35,9 @@ async fn route(
             .unwrap_or(1000);
         tracing::info!(ms, "slow request started");
         tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
-        return Ok(Response::new(Full::from("done")));
+        return Ok(Response::new(EndpointBody::full("done")));
     }
-    let mut response = Response::new(Full::default());
+    let mut response = Response::new(EndpointBody::empty());
     *response.status_mut() = StatusCode::NOT_FOUND;
     Ok(response)
 }

@@ -54,9 +54,13 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B: Default> Default for ResponseBody<B> {
+/// An empty body, whatever the inner body type: layers that answer without
+/// calling the inner service (tower-http's `Cors`, for preflights) ask for
+/// `Default`, and the inner body need not have it (tower-http's `TraceLayer`
+/// body does not).
+impl<B> Default for ResponseBody<B> {
     fn default() -> Self {
-        Self::inner(B::default())
+        Self::empty()
     }
 }
 
@@ -105,6 +109,27 @@ where
         }
     }
 }
+
+/// The body of the endpoints tower-ops serves itself: the health probes
+/// ([`HealthBody`](crate::health::HealthBody)) and the `/metrics` exporter
+/// (`ExporterBody`, feature `metrics`) are this one type, so a plain-hyper
+/// service can answer both (and its own routes, with [`ResponseBody::full`])
+/// from one `match`, without boxing.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::Response;
+/// use tower_ops::body::EndpointBody;
+/// use tower_ops::health::HealthBody;
+///
+/// fn own_route() -> Response<EndpointBody> {
+///     Response::new(EndpointBody::full(Bytes::from_static(b"hello")))
+/// }
+/// let _: Response<HealthBody> = own_route();
+/// # #[cfg(feature = "metrics")]
+/// let _: Response<tower_ops::metrics::ExporterBody> = own_route();
+/// ```
+pub type EndpointBody = ResponseBody<http_body_util::Empty<Bytes>>;
 
 pub(crate) mod sealed {
     pub trait Sealed {}

@@ -64,6 +64,7 @@
 //! | `rate-limit` | yes | the `rate_limit` module, on `governor` |
 //! | `redis` | no | the Redis backend of the rate limiter |
 //! | `otel` | no | the `otel` module: OTLP export over gRPC or HTTP/protobuf |
+//! | `tonic` | no | peers from tonic's `TcpConnectInfo`, for [`client_ip::ClientIpLayer`] and the rate limiter |
 //! | `full` | no | every feature |
 //!
 //! # Configuration
@@ -80,6 +81,7 @@ pub mod body_limit;
 pub mod client_ip;
 pub mod config;
 pub mod error;
+mod grpc;
 pub mod health;
 mod json;
 pub mod log;
@@ -90,6 +92,7 @@ pub mod metrics;
 pub mod otel;
 mod panics;
 pub mod paths;
+mod peer;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 pub mod redact;

@@ -24,6 +24,14 @@
 //! outer layers treat absence as "unmatched" and use one shared label for it. Other
 //! frameworks can insert `MatchedRoute` themselves, for example from a
 //! `&'static str` with [`MatchedRoute::from_static`].
+//!
+//! gRPC calls (`content-type: application/grpc*`, as tonic serves them) need
+//! nothing: without a `MatchedRoute`, the log and metrics layers use the call's
+//! method path, `/<package>.<Service>/<Method>`, as its route. Only paths of that
+//! form count (identifiers of `[A-Za-z0-9_]`, a package, at most 256 bytes), and a
+//! call the server answers with `UNIMPLEMENTED` (grpc-status 12, no such method)
+//! stays unmatched, so clients cannot add routes of their own; the metrics layer's
+//! series cap bounds the rest.
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,6 +46,8 @@ enum Repr {
     Shared(Arc<str>),
     #[cfg(feature = "axum")]
     Axum(axum::extract::MatchedPath),
+    /// A gRPC method path, shared with the request's URI.
+    Grpc(http::uri::PathAndQuery),
 }
 
 impl MatchedRoute {
@@ -66,6 +76,28 @@ impl MatchedRoute {
         None
     }
 
+    /// The route of a request for the layers outside the router:
+    /// [`from_extensions`](Self::from_extensions), else the method path of a
+    /// gRPC call.
+    pub(crate) fn of_request<B>(request: &http::Request<B>) -> Option<Self> {
+        Self::from_extensions(request.extensions()).or_else(|| {
+            crate::grpc::method_path(request.headers(), request.uri()).map(|p| Self(Repr::Grpc(p)))
+        })
+    }
+
+    /// The route of a response: its own `MatchedRoute`, else the one known from
+    /// the request, except for a gRPC `UNIMPLEMENTED` answer (unmatched).
+    pub(crate) fn of_response<'a>(
+        extensions: &'a http::Extensions,
+        headers: &http::HeaderMap,
+        from_request: Option<&'a MatchedRoute>,
+    ) -> Option<&'a MatchedRoute> {
+        if let Some(route) = extensions.get::<MatchedRoute>() {
+            return Some(route);
+        }
+        from_request.filter(|_| !crate::grpc::is_unimplemented(headers))
+    }
+
     /// The template as text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -73,6 +105,7 @@ impl MatchedRoute {
             Repr::Shared(s) => s,
             #[cfg(feature = "axum")]
             Repr::Axum(p) => p.as_str(),
+            Repr::Grpc(p) => p.path(),
         }
     }
 }

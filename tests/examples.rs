@@ -754,38 +754,22 @@ async fn hyper_stack() {
     ex.stop();
 }
 
+#[cfg(feature = "tonic")]
+#[path = "support/greeter.rs"]
+mod greeter;
+
+#[cfg(feature = "tonic")]
 mod grpc {
-    use http::uri::PathAndQuery;
-    use tonic::{Code, Request, Response, Status};
-    use tonic_prost::ProstCodec;
+    use tonic::{Code, Response, Status};
 
+    use super::greeter::{self, HelloReply, SAY_HELLO};
     use super::*;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct HelloRequest {
-        #[prost(string, tag = "1")]
-        name: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct HelloReply {
-        #[prost(string, tag = "1")]
-        message: String,
-    }
 
     async fn call(
         grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
         name: &str,
     ) -> Result<Response<HelloReply>, Status> {
-        grpc.ready().await.unwrap();
-        let mut request = Request::new(HelloRequest { name: name.into() });
-        request
-            .metadata_mut()
-            .insert("x-request-id", name.parse().unwrap());
-        let path = PathAndQuery::from_static("/demo.Greeter/SayHello");
-        tokio::time::timeout(PATIENCE, grpc.unary(request, path, ProstCodec::default()))
-            .await
-            .expect("an answer in time")
+        greeter::call(grpc, SAY_HELLO, name, PATIENCE).await
     }
 
     // Several threads: the client's connection task must run while the test
@@ -854,6 +838,12 @@ mod grpc {
         let limited = lines.iter().find(|l| l["request_id"] == "call-4").unwrap();
         assert_eq!(limited["rejected_by"], "rate_limit");
         assert_eq!(limited["code"], "RATE_LIMITED");
+        // HTTP 200 on the wire, a rejection in the log.
+        assert_eq!(limited["level"], "WARN", "{limited}");
+        assert_eq!(limited["route"], "/demo.Greeter/SayHello", "{limited}");
+        let ok = lines.iter().find(|l| l["request_id"] == "call-1").unwrap();
+        assert_eq!(ok["route"], "/demo.Greeter/SayHello", "{ok}");
+        assert_eq!(ok["client_ip"], "127.0.0.1", "{ok}");
         let out = ex.stop();
         // The metrics written on the way out counted the rejections.
         assert!(out.contains("http_server_rejections_total"), "{out}");

@@ -1,10 +1,10 @@
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::header::{FORWARDED, HeaderName};
-use http::{Extensions, HeaderMap, Request};
+use http::{HeaderMap, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -109,7 +109,7 @@ impl ClientIpLayer {
 
     /// Resolves the client address of a request without running a service.
     pub fn resolve<B>(&self, request: &Request<B>) -> Option<ClientIp> {
-        let peer = peer_addr(request.extensions());
+        let peer = crate::peer::ip(request.extensions());
         self.config.resolve(peer, request.headers())
     }
 }
@@ -127,14 +127,6 @@ pub(crate) fn parse_proxies(list: &str) -> Result<Vec<IpNet>, String> {
                 .map_err(|_| item.to_owned())
         })
         .collect()
-}
-
-fn peer_addr(extensions: &Extensions) -> Option<IpAddr> {
-    #[cfg(feature = "axum")]
-    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
-        return Some(info.0.ip());
-    }
-    extensions.get::<SocketAddr>().map(SocketAddr::ip)
 }
 
 impl Config {
@@ -290,6 +282,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use http::HeaderValue;
 
     use super::*;

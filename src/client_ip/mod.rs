@@ -2,7 +2,8 @@
 //!
 //! [`ClientIpLayer`] inserts a [`ClientIp`] request extension. By default nobody is
 //! trusted and the client is the peer of the TCP connection, taken from axum's
-//! `ConnectInfo<SocketAddr>` or a `SocketAddr` request extension. Forwarding headers
+//! `ConnectInfo<SocketAddr>`, tonic's `TcpConnectInfo` (feature `tonic`), or a
+//! `SocketAddr` request extension. Forwarding headers
 //! are then ignored, because any client can write them; a one-time warning says so
 //! when they arrive.
 //!

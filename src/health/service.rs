@@ -4,14 +4,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use tower_service::Service;
 
 use super::readiness::ReadinessState;
 use super::registry::{HealthRegistry, HealthReport, HealthStatus};
+use crate::body::EndpointBody;
 
 /// Path of the liveness probe.
 pub const LIVE_PATH: &str = "/health/live";
@@ -65,8 +64,9 @@ impl HealthRegistry {
     }
 }
 
-/// The response body of the probe endpoints.
-pub type HealthBody = Full<Bytes>;
+/// The response body of the probe endpoints: [`EndpointBody`], the same type as
+/// the metrics exporter's (feature `metrics`).
+pub type HealthBody = EndpointBody;
 
 type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<HealthBody>> + Send>>;
 
@@ -270,13 +270,13 @@ fn json(status: StatusCode, body: String, head: bool) -> Response<HealthBody> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if !head {
-        *response.body_mut() = Full::from(body);
+        *response.body_mut() = EndpointBody::full(body);
     }
     response
 }
 
 fn empty(status: StatusCode) -> Response<HealthBody> {
-    let mut response = Response::new(Full::default());
+    let mut response = Response::new(EndpointBody::empty());
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -307,7 +307,17 @@ impl<S> Layer<S> for RequestLogLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestLog {
             inner,
-            config: self.config.clone(),
+            config: Some(self.config.clone()),
+        }
+    }
+}
+
+impl<S> crate::stack::Switchable<S> for RequestLogLayer {
+    /// A `RequestLog` that logs nothing.
+    fn off(inner: S) -> Self::Service {
+        RequestLog {
+            inner,
+            config: None,
         }
     }
 }
@@ -316,7 +326,8 @@ impl<S> Layer<S> for RequestLogLayer {
 #[derive(Clone)]
 pub struct RequestLog<S> {
     inner: S,
-    config: Arc<Config>,
+    /// `None`: switched off ([`Switchable`](crate::stack::Switchable)).
+    config: Option<Arc<Config>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for RequestLog<S> {
@@ -402,8 +413,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let Some(config) = &self.config else {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                record: None,
+                watchdog: None,
+                off: true,
+            };
+        };
         let start = Instant::now();
-        let config = &self.config;
         let request_id = req.extensions().get::<RequestId>().cloned();
         let span = request_span(request_id.as_ref());
         let parent = TraceContext::from_headers(req.headers());
@@ -441,7 +459,7 @@ where
             user_agent: req.headers().get(USER_AGENT).cloned(),
             request_bytes: request_bytes(req.headers()),
             probe: config.probes.contains(req.uri().path()),
-            route: MatchedRoute::from_extensions(req.extensions()),
+            route: MatchedRoute::of_request(&req),
             request_id,
             headers,
             fields,
@@ -463,6 +481,7 @@ where
                 done: None,
             })),
             watchdog,
+            off: false,
         }
     }
 }
@@ -554,6 +573,8 @@ pin_project! {
         inner: F,
         record: Option<Box<Record>>,
         watchdog: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The layer is switched off: the response passes through unlogged.
+        off: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -578,6 +599,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if *this.off {
+            return this.inner.poll(cx).map_ok(|response| {
+                response.map(|inner| LogBody {
+                    inner,
+                    record: None,
+                })
+            });
+        }
         let Some(pending) = this.record.as_ref().map(|r| &r.pending) else {
             return Poll::Pending;
         };
@@ -615,11 +644,12 @@ where
                 }
                 record.done = Some(Done {
                     status: parts.status,
-                    route: parts
-                        .extensions
-                        .get::<MatchedRoute>()
-                        .cloned()
-                        .or_else(|| pending.route.clone()),
+                    route: MatchedRoute::of_response(
+                        &parts.extensions,
+                        &parts.headers,
+                        pending.route.as_ref(),
+                    )
+                    .cloned(),
                     problem: parts.extensions.get::<Problem>().cloned(),
                     response_bytes: 0,
                     response_body: pending
@@ -665,6 +695,17 @@ pin_project! {
             if let Some(record) = this.record.take() {
                 emit(&record.pending, record.done.as_ref(), Outcome::Aborted);
             }
+        }
+    }
+}
+
+/// An empty body that logs nothing, for layers that answer without calling the
+/// inner service (tower-http's `Cors` answers preflights with `Default`).
+impl<B: Default> Default for LogBody<B> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            record: None,
         }
     }
 }
@@ -819,14 +860,25 @@ fn emit(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     );
 }
 
+/// The status that decides the level: the response's, or the rejection's when
+/// the answer travels in a successful HTTP status (a gRPC call over its quota
+/// gets HTTP 200 with `grpc-status: 8`, and is a 429 for the log).
+fn level_status(status: StatusCode, problem: Option<&Problem>) -> StatusCode {
+    match problem {
+        Some(p) if p.status().as_u16() >= 400 && status.as_u16() < 400 => p.status(),
+        _ => status,
+    }
+}
+
 fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     let duration = p.start.elapsed();
     let config = &p.config;
     let slow = duration >= config.slow;
     let status = done.map(|d| d.status);
+    let problem = done.and_then(|d| d.problem.as_ref());
     let failed = !matches!(outcome, Outcome::Completed);
     let mut level = match status {
-        Some(s) => (config.levels)(s),
+        Some(s) => (config.levels)(level_status(s, problem)),
         None => Level::WARN,
     };
     if matches!(outcome, Outcome::Failed(_) | Outcome::BodyFailed(_)) {
@@ -851,7 +903,6 @@ fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) {
     }
     let path = config.redactor.redact_path_and_query(&p.uri);
     let route = done.and_then(|d| d.route.as_ref());
-    let problem = done.and_then(|d| d.problem.as_ref());
     let user_agent = p
         .user_agent
         .as_ref()

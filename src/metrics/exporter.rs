@@ -6,14 +6,12 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Empty;
 use prometheus_client::registry::Registry;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
+use crate::body::{EndpointBody, ResponseBody};
 use crate::config::{self, ConfigError};
 use crate::error::{Code, Problem, Renderer};
 
@@ -21,8 +19,9 @@ use crate::error::{Code, Problem, Renderer};
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The body of [`MetricsExporter`] responses.
-pub type ExporterBody = ResponseBody<Empty<Bytes>>;
+/// The body of [`MetricsExporter`] responses: [`EndpointBody`], the same type as
+/// the health probes' [`HealthBody`](crate::health::HealthBody).
+pub type ExporterBody = EndpointBody;
 
 /// A service answering `GET /metrics` with the OpenMetrics text of a registry.
 ///

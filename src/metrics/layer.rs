@@ -86,7 +86,14 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metrics::from_shared(inner, self.shared.clone())
+        Metrics::from_shared(inner, Some(self.shared.clone()))
+    }
+}
+
+impl<S> crate::stack::Switchable<S> for MetricsLayer {
+    /// A `Metrics` service that records nothing.
+    fn off(inner: S) -> Self::Service {
+        Metrics::from_shared(inner, None)
     }
 }
 

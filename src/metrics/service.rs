@@ -20,7 +20,8 @@ use crate::route::MatchedRoute;
 #[derive(Clone)]
 pub struct Metrics<S> {
     inner: S,
-    shared: Arc<Shared>,
+    /// `None`: switched off ([`Switchable`](crate::stack::Switchable)).
+    shared: Option<Arc<Shared>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
@@ -34,10 +35,10 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
 impl<S> Metrics<S> {
     /// Wraps `inner`, recording into the metrics of `layer`.
     pub fn new(inner: S, layer: &MetricsLayer) -> Self {
-        Self::from_shared(inner, layer.shared().clone())
+        Self::from_shared(inner, Some(layer.shared().clone()))
     }
 
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: Option<Arc<Shared>>) -> Self {
         Self { inner, shared }
     }
 
@@ -72,24 +73,27 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if self.shared.skips(req.uri().path()) {
-            return ResponseFuture {
-                inner: self.inner.call(req),
-                pending: None,
-            };
-        }
+        let shared = match &self.shared {
+            Some(shared) if !shared.skips(req.uri().path()) => shared,
+            _ => {
+                return ResponseFuture {
+                    inner: self.inner.call(req),
+                    pending: None,
+                };
+            }
+        };
         let start = Instant::now();
         let method = method_index(req.method());
         let request_bytes = request_size(&req);
-        let (req, trace_id) = if self.shared.wants_exemplars() {
+        let (req, trace_id) = if shared.wants_exemplars() {
             let (parts, body) = req.into_parts();
-            let id = self.shared.trace_id(&parts);
+            let id = shared.trace_id(&parts);
             (Request::from_parts(parts, body), id)
         } else {
             (req, None)
         };
-        let active = ActiveGuard::new(self.shared.clone(), method);
-        let route = MatchedRoute::from_extensions(req.extensions());
+        let active = ActiveGuard::new(shared.clone(), method);
+        let route = MatchedRoute::of_request(&req);
         ResponseFuture {
             inner: self.inner.call(req),
             pending: Some(Pending {
@@ -165,10 +169,11 @@ impl Pending {
         };
         let series = shared.series(
             self.active.method,
-            response
-                .extensions()
-                .get::<MatchedRoute>()
-                .or(self.route.as_ref()),
+            MatchedRoute::of_response(
+                response.extensions(),
+                response.headers(),
+                self.route.as_ref(),
+            ),
             response.status().as_u16(),
         );
         Recorder {
@@ -239,6 +244,17 @@ pin_project! {
         #[pin]
         inner: B,
         recorder: Option<Recorder>,
+    }
+}
+
+/// A body that records nothing, for layers that answer without calling the inner
+/// service (tower-http's `Cors` answers preflights with `Default`).
+impl<B: Default> Default for MetricsBody<B> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            recorder: None,
+        }
     }
 }
 

@@ -9,12 +9,12 @@
 //! the body and is left to the HTTP answer.
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
-use crate::error::{Problem, media_type};
+use crate::error::Problem;
+use crate::grpc::GRPC_STATUS;
 
-static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// The gRPC status codes this layer answers with.
@@ -35,17 +35,7 @@ impl GrpcCode {
     }
 }
 
-/// Whether the request is a gRPC call over HTTP/2 (not gRPC-Web):
-/// `application/grpc` or `application/grpc+<codec>`, parameters ignored.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|(ty, sub)| {
-        ty.eq_ignore_ascii_case("application")
-            && (sub.eq_ignore_ascii_case("grpc")
-                || sub
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("grpc+")))
-    })
-}
+pub(crate) use crate::grpc::is_grpc;
 
 /// A trailers-only gRPC response for `problem`, which goes in the extensions so
 /// the log and metrics layers still see the rejection.
@@ -84,36 +74,6 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn with_type(value: &'static [u8]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_bytes(value).unwrap());
-        headers
-    }
-
-    #[test]
-    fn recognises_grpc_content_types_only() {
-        for yes in [
-            &b"application/grpc"[..],
-            b"application/grpc+proto",
-            b"Application/GRPC+json",
-            b"application/grpc;charset=utf-8",
-        ] {
-            assert!(is_grpc(&with_type(yes)), "{yes:?}");
-        }
-        for no in [
-            &b"application/grpc-web"[..],
-            b"application/grpc-web+proto",
-            b"application/grpcx",
-            b"application/json",
-            b"application/grp",
-            b"",
-            b"\xffapplication/grpc",
-        ] {
-            assert!(!is_grpc(&with_type(no)), "{no:?}");
-        }
-        assert!(!is_grpc(&HeaderMap::new()));
-    }
 
     #[test]
     fn messages_are_percent_encoded() {

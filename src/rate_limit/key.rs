@@ -118,13 +118,7 @@ fn client_ip(extensions: &http::Extensions) -> IpAddr {
     if let Some(ip) = extensions.get::<ClientIp>() {
         return ip.ip();
     }
-    #[cfg(feature = "axum")]
-    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
-        return info.0.ip();
-    }
-    extensions
-        .get::<std::net::SocketAddr>()
-        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), std::net::SocketAddr::ip)
+    crate::peer::ip(extensions).unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
 }
 
 /// The part of a request that identifies its bucket.

@@ -719,7 +719,18 @@ impl<S, M> Layer<S> for RateLimitLayer<M> {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
-            shared: self.shared.clone(),
+            shared: Some(self.shared.clone()),
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<S, M> crate::stack::Switchable<S> for RateLimitLayer<M> {
+    /// A `RateLimit` that limits nothing and adds no headers.
+    fn off(inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            shared: None,
             _mode: PhantomData,
         }
     }
@@ -730,7 +741,8 @@ impl<S, M> Layer<S> for RateLimitLayer<M> {
 /// [`RateLimitLayer::for_axum`]).
 pub struct RateLimit<S, M = AnyBody> {
     inner: S,
-    shared: Arc<Shared>,
+    /// `None`: switched off ([`Switchable`](crate::stack::Switchable)).
+    shared: Option<Arc<Shared>>,
     _mode: PhantomData<fn() -> M>,
 }
 
@@ -800,7 +812,12 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let shared = &self.shared;
+        let Some(shared) = &self.shared else {
+            return ResponseFuture::new(Kind::Inner {
+                future: self.inner.call(request),
+                headers: None,
+            });
+        };
         shared.start_cleanup();
         let head = RequestHead::of(&request);
         // One call site for the inner service, so the request is moved only once.

@@ -26,7 +26,8 @@
 //! ```
 //!
 //! `/health/ready` answers 503 `starting` until serving starts. Serve through
-//! [`Shutdown::run`](crate::shutdown::Shutdown::run), built with the stack's
+//! [`serve`](crate::serve::serve)`(..).with_shutdown(..)` or
+//! [`Shutdown::run`](crate::shutdown::Shutdown::run), with a shutdown built with the stack's
 //! readiness (`ShutdownBuilder::from_env()?.readiness(stack.health_registry().readiness().clone())`),
 //! and it turns ready as the server starts, then draining on SIGTERM;
 //! `examples/stack_from_env.rs` is the whole program. The registries take
@@ -34,17 +35,57 @@
 //! [`Stack::health_check`] and [`Stack::metrics_registry_mut`]; and
 //! [`Stack::error_reporter`] sends each 5xx and panic to an error tracker.
 //!
-//! Layers that are off cost one branch per request. Each optional layer doubles
-//! the size of the service type, which the compiler pays for when the stack
-//! wraps a large unboxed service: with axum, add the stack with `Router::layer`
-//! (routes are boxed there, so it compiles quickly); with plain hyper, stack the
-//! layers you use with `tower::ServiceBuilder` in the same order.
+//! Layers that are off cost one branch per request: a switched-off layer keeps
+//! its service, in pass-through mode ([`Switchable`]), so the stack's type names
+//! the inner service once and the compiler checks code around the stack as
+//! quickly as the same layers listed by hand.
+//!
+//! Every response body of the stack implements `Default`, so tower-http layers
+//! compose on either side of it, in one `ServiceBuilder`: `CorsLayer` and
+//! `CompressionLayer` outermost (then 413 and 429 answers carry CORS headers, and
+//! browsers can read them), `TraceLayer` or the application's own middleware
+//! inside.
+//!
+//! ```
+//! # #[cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{Router, body::Body, routing::post};
+//! use http::Request;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_http::cors::CorsLayer;
+//! use tower_ops::body_limit::BodyLimitLayer;
+//! use tower_ops::route::CaptureRouteLayer;
+//! use tower_ops::stack::Stack;
+//!
+//! let stack = Stack::new().body_limit(BodyLimitLayer::new(8)).for_axum();
+//! let app: Router = Router::new()
+//!     .route("/echo", post(|body: String| async move { body }))
+//!     .merge(stack.routes())
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(CorsLayer::permissive())
+//!             .layer(stack)
+//!             .layer(CaptureRouteLayer::new()),
+//!     );
+//! let request = Request::post("/echo")
+//!     .header("origin", "https://app.example")
+//!     .header("content-length", "12")
+//!     .body(Body::from("twelve bytes"))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 413);
+//! assert_eq!(response.headers()["access-control-allow-origin"], "*");
+//! # }
+//! # #[cfg(not(all(feature = "axum", feature = "metrics", feature = "rate-limit")))]
+//! # fn main() {}
+//! ```
 
 mod optional;
 
 use tower_layer::{Identity, Layer, Stack as Pair};
 
-pub use self::optional::{BoxError, EitherBody, Optional, OptionalFuture, OptionalService};
+pub use self::optional::{Optional, Switchable};
 #[cfg(feature = "axum")]
 use crate::body_limit::AxumBody;
 use crate::body_limit::{AnyBody, BodyLimitLayer};

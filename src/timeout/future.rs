@@ -54,6 +54,19 @@ impl<F> ResponseFuture<F> {
             renderer: config.renderer.clone(),
         }
     }
+
+    /// A future without a deadline: the inner response, as it comes.
+    pub(crate) fn unlimited(inner: F) -> Self {
+        Self {
+            state: State::Running { inner },
+            sleep: None,
+            deadline: None,
+            timeout: Duration::MAX,
+            request_id: None,
+            status: StatusCode::GATEWAY_TIMEOUT,
+            renderer: None,
+        }
+    }
 }
 
 impl<F, B, E> Future for ResponseFuture<F>

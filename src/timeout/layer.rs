@@ -113,7 +113,17 @@ impl<S> Layer<S> for TimeoutLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Timeout {
             inner,
-            config: self.config.clone(),
+            config: Some(self.config.clone()),
+        }
+    }
+}
+
+impl<S> crate::stack::Switchable<S> for TimeoutLayer {
+    /// A `Timeout` that never expires.
+    fn off(inner: S) -> Self::Service {
+        Timeout {
+            inner,
+            config: None,
         }
     }
 }
@@ -122,7 +132,8 @@ impl<S> Layer<S> for TimeoutLayer {
 #[derive(Clone, Debug)]
 pub struct Timeout<S> {
     inner: S,
-    config: Config,
+    /// `None`: switched off ([`Switchable`](crate::stack::Switchable)).
+    config: Option<Config>,
 }
 
 impl<S> Timeout<S> {
@@ -166,9 +177,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let timeout = match &self.config.routes {
-            Some(routes) => routes.get(req.uri().path()).unwrap_or(self.config.default),
-            None => self.config.default,
+        let Some(config) = &self.config else {
+            return ResponseFuture::unlimited(self.inner.call(req));
+        };
+        let timeout = match &config.routes {
+            Some(routes) => routes.get(req.uri().path()).unwrap_or(config.default),
+            None => config.default,
         };
         // The clock starts now; the timer itself is only registered if the inner
         // future does not finish on its first poll.
@@ -176,7 +190,7 @@ where
         // Inside a request id scope, the 504 picks the id up itself.
         let request_id = crate::request_id::for_later(req.extensions());
         let future = self.inner.call(req);
-        ResponseFuture::new(future, deadline, timeout, request_id, &self.config)
+        ResponseFuture::new(future, deadline, timeout, request_id, config)
     }
 }
 
