@@ -36,10 +36,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tower_ops::shutdown::signal().await;
-        })
+    // SIGINT or SIGTERM: stop accepting, finish what is in flight, return.
+    let shutdown = tower_ops::shutdown::ShutdownBuilder::from_env()?.build();
+    tower_ops::serve::serve(listener, app)
+        .with_shutdown(shutdown)
         .await?;
     Ok(())
 }

@@ -11,7 +11,6 @@
 //! ```
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -38,11 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     // The peer address comes from axum's `ConnectInfo`.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tower_ops::shutdown::signal().await;
-        })
+    // SIGINT or SIGTERM: stop accepting, finish what is in flight, return.
+    let shutdown = tower_ops::shutdown::ShutdownBuilder::from_env()?.build();
+    tower_ops::serve::serve(listener, app)
+        .with_shutdown(shutdown)
         .await?;
     Ok(())
 }

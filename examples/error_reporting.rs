@@ -13,7 +13,6 @@
 //! ```
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::{Router, routing::get};
@@ -109,11 +108,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.stop_accepting());
-    shutdown.run(server).await.transpose()?;
+    tower_ops::serve::serve(listener, app)
+        .with_shutdown(shutdown)
+        .await?;
     Ok(())
 }

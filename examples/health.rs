@@ -70,8 +70,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    // Start-up is done: let readiness answer from the checks.
-    health.readiness().mark_ready();
-    axum::serve(listener, app).await?;
+    // Readiness answers from the checks once serving starts, and turns to
+    // draining on SIGTERM.
+    let shutdown = tower_ops::shutdown::ShutdownBuilder::from_env()?
+        .readiness(health.readiness().clone())
+        .build();
+    tower_ops::serve::serve(listener, app)
+        .with_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -81,7 +81,7 @@ fn serve(router: Router) -> Router {
 async fn spawn(router: Router) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(tower_ops::serve::serve(listener, router).into_future());
     Ok(addr)
 }
 

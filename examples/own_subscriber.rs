@@ -21,7 +21,6 @@
 //! ```
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use axum::extract::Path;
 use axum::routing::get;
@@ -69,11 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tower_ops::shutdown::signal().await;
-        })
+    // SIGINT or SIGTERM: stop accepting, finish what is in flight, return.
+    let shutdown = tower_ops::shutdown::ShutdownBuilder::from_env()?.build();
+    tower_ops::serve::serve(listener, app)
+        .with_shutdown(shutdown)
         .await?;
     Ok(())
 }

@@ -11,7 +11,6 @@
 //! Every variable of the README's environment table applies; a bad value stops
 //! start-up with every problem listed.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{Path, Query};
@@ -131,33 +130,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The canonical order, outermost first.
     let stack = ServiceBuilder::new()
-        .layer(RequestIdLayer::new())
-        .layer(ClientIpLayer::from_env()?)
-        .layer(RequestLogLayer::from_env()?)
-        .layer(metrics)
-        .layer(SecurityHeadersLayer::from_env()?)
-        .layer(ErrorLayer::from_env()?)
-        .layer(TimeoutLayer::from_env()?)
-        .layer(RateLimitLayer::from_env()?.skip_paths(PathSet::probes()))
-        .layer(BodyLimitLayer::from_env()?.for_axum());
+        .layer(RequestIdLayer::new()) // id on every response
+        .layer(ClientIpLayer::from_env()?) // TRUSTED_PROXIES
+        .layer(RequestLogLayer::from_env()?) // one line per request
+        .layer(metrics) // RED metrics
+        .layer(SecurityHeadersLayer::from_env()?) // SECURITY_HEADERS
+        .layer(ErrorLayer::from_env()?) // panics and errors as problems
+        .layer(TimeoutLayer::from_env()?) // 504 after REQUEST_TIMEOUT_MS
+        .layer(RateLimitLayer::from_env()?.skip_paths(PathSet::probes())) // 429
+        .layer(BodyLimitLayer::from_env()?.for_axum()); // 413
     let app = app()
-        .merge(health.router())
-        .merge(exporter.into_router())
+        .merge(health.router()) // /health, /health/live, /health/ready
+        .merge(exporter.into_router()) // /metrics (METRICS_TOKEN)
         .layer(CaptureRouteLayer::new())
         .layer(stack)
         .layer(shutdown.in_flight_layer());
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    health.readiness().mark_ready();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.stop_accepting());
-    if let Some(Err(error)) = shutdown.run(server).await {
-        return Err(error.into());
-    }
+    // HEADER_READ_TIMEOUT_MS, MAX_HEADER_BYTES, IDLE_TIMEOUT_MS, MAX_CONNECTIONS.
+    tower_ops::serve::serve(listener, app)
+        .config(tower_ops::serve::ServeConfig::from_env()?)
+        .with_shutdown(shutdown)
+        .await?;
     tracing::info!("stopped");
     #[cfg(feature = "otel")]
     telemetry.shutdown()?;

@@ -26,8 +26,7 @@ async fn instance(redis_url: &str) -> Result<SocketAddr, Box<dyn std::error::Err
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = tower_ops::serve::serve(listener, app).await {
             eprintln!("server error: {e}");
         }
     });

@@ -44,10 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
-    health.readiness().mark_ready();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.stop_accepting());
-    if let Some(Err(error)) = shutdown.run(server).await {
-        return Err(error.into());
-    }
+    tower_ops::serve::serve(listener, app)
+        .config(tower_ops::serve::ServeConfig::from_env()?)
+        .with_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The README's one-value stack, as a whole program: every layer configured
-//! from the environment, served with graceful shutdown, ready once it listens.
+//! from the environment, served by `tower_ops::serve` with graceful shutdown,
+//! ready once it listens.
 //!
 //! ```text
 //! cargo run --example stack_from_env
@@ -8,11 +9,10 @@
 //! curl -s localhost:3000/metrics
 //! ```
 
-use std::net::SocketAddr;
-
 use axum::extract::Path;
 use axum::{Router, routing::get};
 use tower_ops::route::CaptureRouteLayer;
+use tower_ops::serve::{ServeConfig, serve};
 use tower_ops::shutdown::ShutdownBuilder;
 use tower_ops::stack::Stack;
 
@@ -41,12 +41,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.stop_accepting());
-    // `run` marks readiness ready as it starts serving: /health/ready answers 200.
-    shutdown.run(server).await.transpose()?;
+    // Header and idle timeouts, head-size and connection caps from the
+    // environment; readiness turns ready as serving starts, so /health/ready
+    // answers 200.
+    serve(listener, app)
+        .config(ServeConfig::from_env()?)
+        .with_shutdown(shutdown)
+        .await?;
     Ok(())
 }

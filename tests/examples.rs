@@ -356,6 +356,69 @@ async fn stack_from_env() {
     assert!(out.contains("readiness set to draining"), "{out}");
 }
 
+/// Every `rust` block of the README is compiled code: its lines, trimmed, appear
+/// one after another in an example (built by `cargo test`) or in a doc comment
+/// of the crate (run as a doctest), so no snippet can drift from what compiles.
+#[test]
+fn every_readme_snippet_is_compiled_code() {
+    fn trimmed(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let l = l.trim();
+                let l = l
+                    .strip_prefix("//!")
+                    .or_else(|| l.strip_prefix("///"))
+                    .unwrap_or(l);
+                l.trim().to_owned()
+            })
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("examples"), &mut files);
+    rust_files(&root.join("src"), &mut files);
+    let sources: Vec<(String, Vec<String>)> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            (f.display().to_string(), trimmed(&text))
+        })
+        .collect();
+    let mut blocks = 0;
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("```rust\n") {
+        let body = &rest[start + "```rust\n".len()..];
+        let end = body.find("```\n").expect("a closed code block");
+        let snippet = trimmed(&body[..end]);
+        rest = &body[end..];
+        blocks += 1;
+        assert!(!snippet.is_empty(), "empty rust block in README.md");
+        let found = sources.iter().any(|(_, lines)| {
+            lines
+                .windows(snippet.len())
+                .any(|window| window == snippet.as_slice())
+        });
+        assert!(
+            found,
+            "README.md rust block {blocks} is in no example or doc comment:\n{}",
+            snippet.join("\n")
+        );
+    }
+    assert!(blocks >= 3, "only {blocks} rust blocks found");
+}
+
 /// The README quotes `examples/stack_from_env.rs` whole; the copy must not drift.
 #[test]
 fn readme_quotes_stack_from_env() {

@@ -193,7 +193,9 @@ impl Stack {
     /// invalid value, with the variable, the value and what was expected.
     ///
     /// Logging itself is set up by [`crate::log::init_from_env`], shutdown by
-    /// [`crate::shutdown::ShutdownBuilder::from_env`] and OpenTelemetry by
+    /// [`crate::shutdown::ShutdownBuilder::from_env`], the server's limits
+    /// (`HEADER_READ_TIMEOUT_MS`, `MAX_HEADER_BYTES`, `IDLE_TIMEOUT_MS`,
+    /// `MAX_CONNECTIONS`) by [`crate::serve::ServeConfig::from_env`] and OpenTelemetry by
     /// `otel::init_from_env` (feature `otel`); their variables are checked here
     /// too, so one call reports every problem.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -203,6 +205,7 @@ impl Stack {
         let log = errors.take(RequestLogLayer::from_env());
         errors.take(crate::log::LogBuilder::from_env());
         errors.take(crate::shutdown::ShutdownBuilder::from_env());
+        errors.take(crate::serve::ServeConfig::from_env());
         #[cfg(feature = "otel")]
         errors.take(crate::otel::OtelBuilder::from_env());
         #[cfg(feature = "metrics")]
