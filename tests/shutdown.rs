@@ -322,6 +322,39 @@ fn cuts_requests_past_the_timeout(target: &Target) {
     assert!(log.contains("shutdown complete"), "{log}");
 }
 
+/// Five connections that never finish their request head, and one idle
+/// kept-alive connection, do not hold the quickstart at SIGTERM: `serve` closes
+/// them as the listener closes, long before `SHUTDOWN_TIMEOUT_MS`.
+#[test]
+fn quickstart_does_not_wait_for_half_sent_heads_at_shutdown() {
+    let mut server = Server::start(
+        &QUICKSTART,
+        &[
+            ("SHUTDOWN_DRAIN_DELAY_MS", "0"),
+            ("SHUTDOWN_TIMEOUT_MS", "5000"),
+        ],
+    );
+    let mut half_sent = Vec::new();
+    for _ in 0..5 {
+        let mut stream = connect(server.port).expect("connect");
+        stream.write_all(b"GET /users/42 HTTP/1.1\r\nhost: local").unwrap();
+        half_sent.push(stream);
+    }
+    let mut idle = connect(server.port).expect("connect");
+    write!(idle, "GET /users/42 HTTP/1.1\r\nhost: localhost\r\n\r\n").unwrap();
+    let mut first = [0; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(20));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(took < Duration::from_secs(2), "held for {took:?}: {}", server.log());
+    drop(half_sent);
+}
+
 /// Ten requests cut at the shutdown deadline: each gets its request line, with
 /// `aborted: true`, written before the process exits.
 #[test]
