@@ -337,7 +337,9 @@ fn quickstart_does_not_wait_for_half_sent_heads_at_shutdown() {
     let mut half_sent = Vec::new();
     for _ in 0..5 {
         let mut stream = connect(server.port).expect("connect");
-        stream.write_all(b"GET /users/42 HTTP/1.1\r\nhost: local").unwrap();
+        stream
+            .write_all(b"GET /users/42 HTTP/1.1\r\nhost: local")
+            .unwrap();
         half_sent.push(stream);
     }
     let mut idle = connect(server.port).expect("connect");
@@ -351,7 +353,11 @@ fn quickstart_does_not_wait_for_half_sent_heads_at_shutdown() {
     let status = server.wait_exit(Duration::from_secs(20));
     let took = started.elapsed();
     assert_eq!(status.code(), Some(0), "{}", server.log());
-    assert!(took < Duration::from_secs(2), "held for {took:?}: {}", server.log());
+    assert!(
+        took < Duration::from_secs(2),
+        "held for {took:?}: {}",
+        server.log()
+    );
     drop(half_sent);
 }
 
