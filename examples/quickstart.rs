@@ -126,6 +126,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(counter) = dropped_lines {
         counter.register(&mut registry);
     }
+    // Open connections and what the server refused before any layer ran.
+    let connections = tower_ops::serve::ConnectionMetrics::register(&mut registry);
     let exporter = MetricsExporter::from_env(registry)?;
 
     // The canonical order, outermost first.
@@ -151,6 +153,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // HEADER_READ_TIMEOUT_MS, MAX_HEADER_BYTES, IDLE_TIMEOUT_MS, MAX_CONNECTIONS.
     tower_ops::serve::serve(listener, app)
         .config(tower_ops::serve::ServeConfig::from_env()?)
+        .metrics(connections)
         .with_shutdown(shutdown)
         .await?;
     tracing::info!("stopped");

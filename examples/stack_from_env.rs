@@ -12,7 +12,7 @@
 use axum::extract::Path;
 use axum::{Router, routing::get};
 use tower_ops::route::CaptureRouteLayer;
-use tower_ops::serve::{ServeConfig, serve};
+use tower_ops::serve::{ConnectionMetrics, ServeConfig, serve};
 use tower_ops::shutdown::ShutdownBuilder;
 use tower_ops::stack::Stack;
 
@@ -25,8 +25,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stack = Stack::from_env()?.for_axum(); // every problem listed at once
     let log = tower_ops::log::init_from_env()?; // LOG_FORMAT, LOG_LEVEL
     // Metrics of your own go into the stack's registry before the routes exist.
+    let mut connections = None;
     if let Some(registry) = stack.metrics_registry_mut() {
         log.dropped_lines_counter().register(registry); // log_dropped_lines_total
+        connections = Some(ConnectionMetrics::register(registry)); // http_server_open_connections
     }
     // SIGTERM flips the stack's readiness to draining before the listener closes.
     let shutdown = ShutdownBuilder::from_env()?
@@ -44,9 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Header and idle timeouts, head-size and connection caps from the
     // environment; readiness turns ready as serving starts, so /health/ready
     // answers 200.
-    serve(listener, app)
-        .config(ServeConfig::from_env()?)
-        .with_shutdown(shutdown)
-        .await?;
+    let server = serve(listener, app).config(ServeConfig::from_env()?);
+    let server = match connections {
+        Some(metrics) => server.metrics(metrics),
+        None => server,
+    };
+    server.with_shutdown(shutdown).await?;
     Ok(())
 }

@@ -350,6 +350,19 @@ async fn stack_from_env() {
         metrics.contains("\nlog_dropped_lines_total 0\n"),
         "{metrics}"
     );
+    // The scrape's own connection is open while it is answered.
+    assert!(
+        metrics.contains("\nhttp_server_open_connections 1\n"),
+        "{metrics}"
+    );
+    // A head the server refuses is counted before any layer runs.
+    let refused = raw(ex.addr, b"GARBAGE\r\n\r\n").await;
+    assert_eq!(refused.status, 400);
+    let metrics = get(ex.addr, "/metrics", "").await.text();
+    assert!(
+        metrics.contains("http_server_connection_errors_total{kind=\"parse\"} 1"),
+        "{metrics}"
+    );
     let line = &ex.wait_for_requests(1)[0];
     assert_eq!(line["request_id"], "readme-1");
     let out = ex.stop();

@@ -221,7 +221,8 @@ async fn an_oversized_head_gets_431_and_is_counted() {
     let mut registry = prometheus_client::registry::Registry::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = serve(listener, app()).metrics(&mut registry);
+    let server = serve(listener, app())
+        .metrics(tower_ops::serve::ConnectionMetrics::register(&mut registry));
     tokio::spawn(server.into_future());
 
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -326,7 +327,7 @@ async fn the_connection_cap_pauses_accepting_until_one_closes() {
     let addr = listener.local_addr().unwrap();
     let server = serve(listener, app())
         .config(ServeConfig::new().max_connections(2))
-        .metrics(&mut registry);
+        .metrics(tower_ops::serve::ConnectionMetrics::register(&mut registry));
     tokio::spawn(server.into_future());
 
     let mut first = TcpStream::connect(addr).await.unwrap();

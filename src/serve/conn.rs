@@ -58,13 +58,13 @@ pub(super) struct Shared {
     builder: auto::Builder<TokioExecutor>,
     close: watch::Sender<bool>,
     #[cfg(feature = "metrics")]
-    metrics: Option<Metrics>,
+    metrics: Option<ConnectionMetrics>,
 }
 
 impl Shared {
     pub(super) fn new(
         config: &ServeConfig,
-        #[cfg(feature = "metrics")] metrics: Option<Metrics>,
+        #[cfg(feature = "metrics")] metrics: Option<ConnectionMetrics>,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -155,10 +155,22 @@ impl Shared {
     }
 }
 
-/// The connection-level metrics.
+/// The server's connection-level metrics, registered once and handed to
+/// [`Serve::metrics`](super::Serve::metrics) (feature `metrics`).
+///
+/// Register them where the application's other metrics go, before the registry
+/// is shared with the `/metrics` exporter:
+///
+/// ```
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// let connections = tower_ops::serve::ConnectionMetrics::register(&mut registry);
+/// // ...later: serve(listener, app).metrics(connections)
+/// # let _ = connections;
+/// ```
 #[cfg(feature = "metrics")]
-#[derive(Clone)]
-pub(super) struct Metrics {
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[derive(Clone, Debug)]
+pub struct ConnectionMetrics {
     open: prometheus_client::metrics::gauge::Gauge,
     errors: prometheus_client::metrics::family::Family<
         ErrorLabels,
@@ -185,8 +197,11 @@ impl prometheus_client::encoding::EncodeLabelSet for ErrorLabels {
 }
 
 #[cfg(feature = "metrics")]
-impl Metrics {
-    pub(super) fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+impl ConnectionMetrics {
+    /// Registers `http_server_open_connections` (gauge),
+    /// `http_server_connection_errors_total{kind}` and
+    /// `http_server_connection_cap_waits_total` in `registry`.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
         let m = Self {
             open: Default::default(),
             errors: Default::default(),

@@ -58,6 +58,9 @@
 
 mod conn;
 
+#[cfg(feature = "metrics")]
+pub use self::conn::ConnectionMetrics;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -240,7 +243,7 @@ pub struct Serve<S> {
     config: ServeConfig,
     shutdown: Option<Shutdown>,
     #[cfg(feature = "metrics")]
-    metrics: Option<conn::Metrics>,
+    metrics: Option<ConnectionMetrics>,
 }
 
 impl<S> fmt::Debug for Serve<S> {
@@ -269,13 +272,12 @@ impl<S> Serve<S> {
         self
     }
 
-    /// Registers `http_server_open_connections` and
-    /// `http_server_connection_errors_total{kind}` in `registry` (feature
-    /// `metrics`).
+    /// Counts connections and their errors into `metrics` (feature `metrics`;
+    /// see [`ConnectionMetrics`]).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    pub fn metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
-        self.metrics = Some(conn::Metrics::register(registry));
+    pub fn metrics(mut self, metrics: ConnectionMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 }
