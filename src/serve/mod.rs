@@ -8,15 +8,15 @@
 //!   address in each request's extensions (`ConnectInfo<SocketAddr>` with the
 //!   `axum` feature, a `SocketAddr` otherwise), where
 //!   [`ClientIpLayer`](crate::client_ip::ClientIpLayer) finds it.
-//! - `HEADER_READ_TIMEOUT_MS` [10000]: a connection that has not sent a complete
+//! - `HEADER_READ_TIMEOUT_MS` (default 10000): a connection that has not sent a complete
 //!   request head in time is answered 408 (HTTP/1.1) and closed. The clock starts
 //!   at accept for the first request and at the first byte of each later one on a
 //!   kept-alive connection.
-//! - `MAX_HEADER_BYTES` [16384]: a larger HTTP/1.1 request head is answered 431;
+//! - `MAX_HEADER_BYTES` (default 16384): a larger HTTP/1.1 request head is answered 431;
 //!   HTTP/2 advertises the same bound as its header-list size.
-//! - `IDLE_TIMEOUT_MS` [60000]: a kept-alive connection with no request in
+//! - `IDLE_TIMEOUT_MS` (default 60000): a kept-alive connection with no request in
 //!   flight and no new request begun is closed.
-//! - `MAX_CONNECTIONS` [10000]: at the cap the server stops accepting until a
+//! - `MAX_CONNECTIONS` (default 10000): at the cap the server stops accepting until a
 //!   connection closes; each wait is counted.
 //! - HTTP/2: at most 256 concurrent streams a connection, keep-alive pings every
 //!   20 s, and hyper's limits on streams reset by the client (the "rapid reset"
