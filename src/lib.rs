@@ -81,6 +81,11 @@ pub mod body_limit;
 pub mod client_ip;
 pub mod config;
 pub mod error;
+// Entry points for the fuzz targets in `fuzz/`; not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod grpc;
 pub mod health;
 mod json;

@@ -308,7 +308,7 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
 }
 
 /// `1*DIGIT` as a `u64`; no sign, no overflow. (`u64::from_str` accepts `+5`.)
-fn parse_digits(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn parse_digits(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() {
         return None;
     }

@@ -101,7 +101,7 @@
 
 mod body;
 mod future;
-mod layer;
+pub(crate) mod layer;
 mod mode;
 pub(crate) mod routes;
 

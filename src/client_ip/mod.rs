@@ -53,7 +53,7 @@
 //! ```
 
 mod layer;
-mod parse;
+pub(crate) mod parse;
 
 use std::net::IpAddr;
 

@@ -94,7 +94,7 @@ impl<S, M> RequestIdService<S, M> {
 /// `x-request-id` wins over `x-correlation-id`; the alias is read only when the
 /// canonical header is absent. A header sent several times with different values is
 /// ambiguous and counts as invalid.
-fn incoming(headers: &HeaderMap) -> Option<RequestId> {
+pub(crate) fn incoming(headers: &HeaderMap) -> Option<RequestId> {
     let mut values = headers.get_all(X_REQUEST_ID).iter();
     let mut first = values.next();
     if first.is_none() {

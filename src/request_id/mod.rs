@@ -63,7 +63,7 @@
 //! client sent a valid one, stores it as a [`ClientRequestId`] request extension (the
 //! request log records it as `client_request_id`).
 
-mod layer;
+pub(crate) mod layer;
 mod make;
 mod scoped;
 
