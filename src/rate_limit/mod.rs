@@ -3,9 +3,10 @@
 //! [`RateLimitLayer`] holds named [`Policy`]s. Each has a [`Quota`] that reads as
 //! written (`Quota::per(100, Duration::from_secs(15 * 60))` is 100 requests per 15
 //! minutes, optionally with a smaller [`Quota::burst`]), a key ([`KeyBy`]: client
-//! IP, a header such as an API key, a [`RateLimitKey`] the application sets, or one
-//! global bucket), and a scope (path patterns, methods). A request is charged by
-//! every policy that applies to it, with a per-request cost if you set one.
+//! IP, a header such as an API key, a typed extension your authentication inserts
+//! such as a user id, a closure over the request head, or one global bucket), and
+//! a scope (path patterns, methods). A request is charged by every policy that
+//! applies to it, with a per-request cost if you set one.
 //!
 //! - Within its limits a request goes through, and the response carries the IETF
 //!   fields of the policy closest to its limit:
@@ -111,7 +112,7 @@ mod redis;
 pub use self::backend::{
     Backend, BackendError, BackendFuture, BackendRequest, Decision, FailureMode,
 };
-pub use self::key::{KeyBy, RateLimitKey};
+pub use self::key::{CustomKey, KeyBy};
 pub use self::layer::{RateLimit, RateLimitLayer, ResponseFuture};
 pub use self::local::RateLimitClock;
 pub use self::policy::{PathPatterns, Policy, RequestHead};
