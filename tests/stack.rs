@@ -118,7 +118,8 @@ async fn auth_slot_lets_per_user_limits_count_and_keeps_its_answers_observed() {
         .policy(
             Policy::new("user", Quota::per_minute(5))
                 .paths(["/me"])
-                .key(KeyBy::extension::<UserId>()),
+                .key(KeyBy::extension::<UserId>())
+                .warn_missing_key_after(3),
         );
     let stack = Stack::new()
         .rate_limit(Some(limits))
