@@ -90,6 +90,18 @@
 //! `RATE_LIMIT_WINDOW_MS` (default 60000), `RATE_LIMIT_FAILURE_MODE` (local|open|closed,
 //! default local) and, with the `redis` feature, `REDIS_URL`.
 //!
+//! # Per-user limits
+//!
+//! A policy keyed by a user ([`KeyBy::extension`] for the type your
+//! authentication inserts, or [`KeyBy::from_fn`]) needs that layer to run before
+//! this one. With [`Stack`](crate::stack::Stack), give it the slot made for it,
+//! [`Stack::auth`](crate::stack::Stack::auth), just outside the limiter; when you
+//! stack by hand, put it between [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
+//! and this layer. Inside the router it runs too late: the policy finds no key,
+//! limits nothing, and logs one warning
+//! ([`Policy::warn_missing_key_after`]). `examples/per_user_limits.rs` is a whole
+//! service.
+//!
 //! # Several policies
 //!
 //! governor cannot check a bucket without charging it, so a request rejected by a
