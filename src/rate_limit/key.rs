@@ -138,7 +138,7 @@ impl KeyBy {
         Self::Extension(CustomKey {
             source: Arc::new(ExtensionSource::<T>(PhantomData)),
             name: std::any::type_name::<T>(),
-            id: Identity::Type(TypeId::of::<T>()),
+            id: KeyId::Type(TypeId::of::<T>()),
         })
     }
 
@@ -189,7 +189,7 @@ impl KeyBy {
         K: Hash,
     {
         let source = Arc::new(FnSource(key));
-        let id = Identity::Closure(Arc::as_ptr(&source) as *const () as usize);
+        let id = KeyId::Closure(Arc::as_ptr(&source) as *const () as usize);
         Self::Fn(CustomKey {
             source,
             name: std::any::type_name::<F>(),
@@ -270,12 +270,12 @@ impl KeyBy {
 pub struct CustomKey {
     source: Arc<dyn KeySource>,
     name: &'static str,
-    id: Identity,
+    id: KeyId,
 }
 
 /// What makes two custom keys equal: the extension type, or the same closure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Identity {
+enum KeyId {
     Type(TypeId),
     Closure(usize),
 }
