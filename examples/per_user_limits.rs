@@ -24,6 +24,7 @@ use axum::{Extension, Router};
 use tower_ops::paths::PathSet;
 use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
 use tower_ops::route::CaptureRouteLayer;
+use tower_ops::shutdown::ShutdownBuilder;
 use tower_ops::stack::Stack;
 
 /// Who is calling; the key of the `user` policy.
@@ -73,7 +74,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .rate_limit(Some(limits))
         .auth(from_fn(authenticate))
         .for_axum();
-    let health = stack.health_registry().clone();
+    let shutdown = ShutdownBuilder::from_env()?
+        .readiness(stack.health_registry().readiness().clone())
+        .build();
     let app = Router::new()
         .route("/me", get(me))
         .merge(stack.routes())
@@ -84,12 +87,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    health.readiness().mark_ready();
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tower_ops::shutdown::signal().await;
-        })
-        .await?;
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.stop_accepting());
+    // Ready as serving starts; draining on SIGTERM.
+    shutdown.run(server).await.transpose()?;
     Ok(())
 }
