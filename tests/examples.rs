@@ -567,50 +567,6 @@ async fn per_user_limits() {
     ex.stop();
 }
 
-/// Every README code block marked `<!-- quoted from examples/NAME.rs -->` is a
-/// verbatim part of that example (indentation aside), so it compiles and runs
-/// with the example.
-#[test]
-fn readme_quotes_examples_verbatim() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let mut quotes = 0;
-    let mut lines = readme.lines();
-    while let Some(line) = lines.next() {
-        let Some(file) = line
-            .strip_prefix("<!-- quoted from ")
-            .and_then(|rest| rest.strip_suffix(" -->"))
-        else {
-            continue;
-        };
-        assert_eq!(lines.next(), Some("```rust"), "a Rust block after {line}");
-        let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-        assert!(!block.is_empty(), "{line}");
-        let source = std::fs::read_to_string(root.join(file)).unwrap();
-        let source: Vec<&str> = source.lines().collect();
-        let found = source.windows(block.len()).any(|window| {
-            let indent = &window[0][..window[0].len() - window[0].trim_start().len()];
-            window.iter().zip(&block).all(|(have, want)| {
-                if want.is_empty() {
-                    have.trim().is_empty()
-                } else {
-                    have.strip_prefix(indent) == Some(*want)
-                }
-            })
-        });
-        assert!(
-            found,
-            "README block not found in {file}:\n{}",
-            block.join("\n")
-        );
-        quotes += 1;
-    }
-    assert!(
-        quotes >= 2,
-        "the rate-limit section quotes per_user_limits twice"
-    );
-}
-
 #[tokio::test]
 async fn body_limit() {
     let ex = Example::start("body_limit", &[]);
