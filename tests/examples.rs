@@ -485,6 +485,88 @@ async fn rate_limit() {
     ex.stop();
 }
 
+/// `GET /me` as user `id` (`Bearer user-<id>`).
+async fn me(addr: SocketAddr, id: u64) -> RawResponse {
+    get(addr, "/me", &format!("authorization: Bearer user-{id}\r\n")).await
+}
+
+#[tokio::test]
+async fn per_user_limits() {
+    let ex = Example::start("per_user_limits", &[]);
+    for i in 0..5 {
+        let r = me(ex.addr, 42).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.text(), "user 42\n");
+        assert_eq!(r.header("ratelimit-policy"), "\"user\";q=5;w=60");
+        let left = format!("\"user\";r={};t=", 4 - i);
+        assert!(r.header("ratelimit").starts_with(&left), "{r:?}");
+    }
+    let limited = me(ex.addr, 42).await;
+    let json = assert_problem(&limited, 429, "RATE_LIMITED");
+    assert_eq!(limited.header("ratelimit-policy"), "\"user\";q=5;w=60");
+    assert!(limited.header("ratelimit").starts_with("\"user\";r=0;t="));
+    let retry: u64 = limited.header("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(json["request_id"].is_string());
+    // Another user has a bucket of their own.
+    let other = me(ex.addr, 43).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.text(), "user 43\n");
+    assert!(other.header("ratelimit").starts_with("\"user\";r=4;t="));
+
+    // Without valid credentials: 401 from the handler, counted per IP only.
+    let mut refused = vec![get(ex.addr, "/me", "").await];
+    let huge = format!("Bearer user-{}", "4".repeat(8000));
+    for value in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer user-",
+        "Bearer user-abc",
+        "Bearer user--1",
+        "Bearer user-99999999999999999999999",
+        "Bearer  user-42",
+        "Bearer user-42, Bearer user-43",
+        &huge,
+    ] {
+        refused.push(get(ex.addr, "/me", &format!("authorization: {value}\r\n")).await);
+    }
+    // Not even text.
+    let latin1 = b"GET /me HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+                   authorization: Bearer user-4\xff2\r\n\r\n";
+    refused.push(raw(ex.addr, latin1).await);
+    for r in &refused {
+        assert_problem(r, 401, "UNAUTHORIZED");
+        assert_eq!(r.header("www-authenticate"), "Bearer");
+        assert_eq!(r.header("ratelimit-policy"), "\"default\";q=100;w=60");
+    }
+    // Probes are neither limited nor behind authentication.
+    let ready = get(ex.addr, "/health/ready", "").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert!(ready.first("ratelimit").is_none());
+
+    let lines = ex.wait_for_requests(7 + refused.len());
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|l| l["rejected_by"] == "rate_limit")
+        .collect();
+    assert_eq!(rejected.len(), 1, "{lines:?}");
+    assert_eq!(rejected[0]["route"], "/me");
+    assert_eq!(rejected[0]["status"], 429);
+    ex.stop();
+
+    // RATE_LIMIT_MAX_REQUESTS still sets the per-IP default, across users.
+    let ex = Example::start("per_user_limits", &[("RATE_LIMIT_MAX_REQUESTS", "3")]);
+    let first = me(ex.addr, 42).await;
+    assert_eq!(first.status, 200);
+    // 2 of 3 left per IP is closer to the limit than 4 of 5 for the user.
+    assert_eq!(first.header("ratelimit-policy"), "\"default\";q=3;w=60");
+    assert_eq!(me(ex.addr, 43).await.status, 200);
+    assert_eq!(get(ex.addr, "/me", "").await.status, 401);
+    let limited = me(ex.addr, 44).await;
+    assert_problem(&limited, 429, "RATE_LIMITED");
+    assert_eq!(limited.header("ratelimit-policy"), "\"default\";q=3;w=60");
+    ex.stop();
+}
+
 #[tokio::test]
 async fn body_limit() {
     let ex = Example::start("body_limit", &[]);

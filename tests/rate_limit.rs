@@ -1,5 +1,8 @@
 //! The rate-limit layer over a real loopback socket.
 
+#[path = "common/capture.rs"]
+mod capture;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitClock, RateLimitLayer};
+use tracing_subscriber::layer::SubscriberExt;
 
 fn routes() -> Router {
     Router::new()
@@ -260,6 +264,224 @@ async fn hostile_keys() {
         );
     }
     assert_eq!(layer.len(), 4);
+}
+
+// ---- Per-user keys: the application's authentication inserts them ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct UserId(u64);
+
+/// An opaque credential, kept whole (any length) as the key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Token(String);
+
+/// A stand-in authentication: `Bearer user-<id>` is a user, any other `Bearer`
+/// value an opaque token; requests without either go on anonymous.
+async fn identify(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let value = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    if let Some(value) = value {
+        match value.strip_prefix("user-").and_then(|id| id.parse().ok()) {
+            Some(id) => {
+                request.extensions_mut().insert(UserId(id));
+            }
+            None => {
+                request.extensions_mut().insert(Token(value));
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Client IP, then the authentication, then `layer`: the order `Stack::auth`
+/// gives, stacked by hand.
+async fn serve_with_auth(layer: RateLimitLayer) -> SocketAddr {
+    serve_router(
+        routes()
+            .route("/me", get(|| async { "me" }))
+            .layer(layer)
+            .layer(axum::middleware::from_fn(identify))
+            .layer(ClientIpLayer::new()),
+    )
+    .await
+}
+
+fn bearer(value: &str) -> String {
+    format!("authorization: Bearer {value}\r\n")
+}
+
+/// Inside the router, the authentication runs after the limiter: the policy
+/// sees no key, limits nothing, and says so once.
+#[tokio::test]
+async fn auth_after_the_limiter_limits_nothing_and_warns_once() {
+    let cap = capture::Capture::default();
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(cap.clone()),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let layer = RateLimitLayer::new()
+        .clock(RateLimitClock::manual())
+        .policy(
+            Policy::new("user", Quota::per_minute(5))
+                .key(KeyBy::extension::<UserId>())
+                .warn_missing_key_after(6),
+        );
+    let misplaced = routes()
+        .route("/me", get(|| async { "me" }))
+        .layer(axum::middleware::from_fn(identify))
+        .layer(layer.clone())
+        .layer(ClientIpLayer::new());
+    let addr = serve_router(misplaced).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(raw(addr, &get_req("/me", &bearer("user-42"))).await.0);
+    }
+    assert_eq!(statuses, [200; 8], "nothing is limited");
+    assert!(layer.is_empty());
+    let warnings: Vec<_> = cap
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", cap.text());
+    let fields = &warnings[0]["fields"];
+    assert_eq!(fields["policy"], "user");
+    assert_eq!(fields["requests"], 6);
+    assert!(
+        fields["key"].as_str().unwrap().ends_with("UserId"),
+        "{fields}"
+    );
+}
+
+#[tokio::test]
+async fn missing_and_malformed_credentials_are_not_counted_per_user() {
+    let layer = RateLimitLayer::new()
+        .clock(RateLimitClock::manual())
+        .policy(Policy::new("user", Quota::per_minute(1)).key(KeyBy::extension::<UserId>()))
+        .policy(Policy::new("default", Quota::per_minute(100)));
+    let addr = serve_with_auth(layer.clone()).await;
+    assert_eq!(raw(addr, &get_req("/me", &bearer("user-42"))).await.0, 200);
+    assert_eq!(raw(addr, &get_req("/me", &bearer("user-42"))).await.0, 429);
+    for extra in [
+        String::new(),
+        "authorization: Basic dXNlcjpwYXNz\r\n".to_owned(),
+        "authorization: Bearer\r\n".to_owned(),
+        "authorization:\r\n".to_owned(),
+        bearer("user-18446744073709551616"),
+    ] {
+        let (status, headers) = raw(addr, &get_req("/me", &extra)).await;
+        assert_eq!(status, 200, "{extra:?}");
+        assert_eq!(
+            header(&headers, "ratelimit-policy"),
+            ["\"default\";q=100;w=60"],
+            "{extra:?}: only the per-IP policy counts it"
+        );
+    }
+    // Bytes that are not text: no user either.
+    let latin1 = b"GET /me HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+                   authorization: Bearer user-4\xff2\r\n\r\n";
+    let (status, headers) = raw(addr, latin1).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "ratelimit-policy"),
+        ["\"default\";q=100;w=60"]
+    );
+    // One user key, one IP key.
+    assert_eq!(layer.len(), 2);
+}
+
+#[tokio::test]
+async fn huge_keys_are_one_bucket_each() {
+    let layer = RateLimitLayer::new()
+        .clock(RateLimitClock::manual())
+        .policy(Policy::new("token", Quota::per_minute(2)).key(KeyBy::extension::<Token>()));
+    let addr = serve_with_auth(layer.clone()).await;
+    // hyper's default head limit is about 400 KB; 64 KB tokens fit.
+    let a = "t".repeat(64 * 1024);
+    let b = format!("{}u", &a[..a.len() - 1]);
+    let statuses_a: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(raw(addr, &get_req("/me", &bearer(&a))).await.0);
+        }
+        v
+    };
+    assert_eq!(statuses_a, [200, 200, 429]);
+    // One different byte at the end: another bucket.
+    assert_eq!(raw(addr, &get_req("/me", &bearer(&b))).await.0, 200);
+    assert_eq!(
+        layer.len(),
+        2,
+        "one 64-bit key per token, whatever its size"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_distinct_users_are_tracked_then_returned_when_idle() {
+    let clock = RateLimitClock::manual();
+    let layer = RateLimitLayer::new()
+        .clock(clock.clone())
+        .policy(Policy::new("user", Quota::per_minute(5)).key(KeyBy::extension::<UserId>()));
+    let addr = serve_with_auth(layer.clone()).await;
+    let users = 2_000u64;
+    let tasks: Vec<_> = (0..users)
+        .map(|id| {
+            tokio::spawn(async move {
+                raw(addr, &get_req("/me", &bearer(&format!("user-{id}"))))
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(layer.len(), 2_000);
+    // A minute later every bucket is full again: indistinguishable from a new
+    // one, so cleaning up drops them all.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(layer.cleanup(), 2_000);
+    assert!(layer.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_get_exactly_each_users_quota() {
+    let layer = RateLimitLayer::new()
+        .clock(RateLimitClock::manual())
+        .policy(Policy::new("user", Quota::per_minute(5)).key(KeyBy::extension::<UserId>()));
+    let addr = serve_with_auth(layer.clone()).await;
+    // 20 users, 20 requests each, all at once.
+    let tasks: Vec<_> = (0..400u64)
+        .map(|i| {
+            let user = i % 20;
+            tokio::spawn(async move {
+                let status = raw(addr, &get_req("/me", &bearer(&format!("user-{user}"))))
+                    .await
+                    .0;
+                (user, status)
+            })
+        })
+        .collect();
+    let mut passed = [0u32; 20];
+    for t in tasks {
+        let (user, status) = t.await.unwrap();
+        match status {
+            200 => passed[user as usize] += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(passed, [5; 20]);
+    assert_eq!(layer.len(), 20);
 }
 
 // ---- IETF structured-field checks (RFC 9651 lists, draft-ietf-httpapi-ratelimit-headers) ----

@@ -102,6 +102,69 @@ async fn two_instances_share_one_limit() {
     }
 }
 
+/// Inserted by the application's authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct UserId(String);
+
+/// Two instances (two processes' worth of state: each layer hashes with its own
+/// random keys in process) agree on a user's bucket in Redis, and Redis never
+/// sees the user id itself.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn per_user_keys_are_shared_by_two_instances() {
+    use tower_ops::rate_limit::{KeyBy, Policy};
+
+    let redis = Redis::start();
+    let instance_layer = || {
+        RateLimitLayer::new()
+            .policy(Policy::new("user", Quota::per_hour(3)).key(KeyBy::extension::<UserId>()))
+            .backend(RedisBackend::new(&redis.url()).unwrap())
+            .backend_timeout(Duration::from_secs(2))
+            .key_secret("shared secret")
+    };
+    let (a, b) = (instance_layer(), instance_layer());
+    let (a_svc, b_svc) = (instance(&a), instance(&b));
+    let as_user = |id: &str| {
+        let mut r = Request::new(());
+        r.extensions_mut().insert(UserId(id.to_owned()));
+        r
+    };
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let svc = if i % 2 == 0 { &a_svc } else { &b_svc };
+        let r = svc
+            .clone()
+            .oneshot(as_user("alice@example.com"))
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let other = b_svc
+        .clone()
+        .oneshot(as_user("bob@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    // No user: the policy does not apply, Redis is not asked.
+    let anonymous = a_svc.clone().oneshot(Request::new(())).await.unwrap();
+    assert!(anonymous.headers().get("ratelimit").is_none());
+    assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains("alice") && !k.contains("bob")),
+        "{keys:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server"]
 async fn concurrent_requests_on_two_instances() {

@@ -1,14 +1,26 @@
 //! The canonical stack as one value, over a real loopback socket.
 #![cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))]
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use capture::Capture;
 use common::{get as http_get, raw, serve};
 use tower_ops::body_limit::BodyLimitLayer;
+use tower_ops::client_ip::ClientIp;
+use tower_ops::log::JsonLayer;
+use tower_ops::paths::PathSet;
+use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
 use tower_ops::route::CaptureRouteLayer;
 use tower_ops::stack::Stack;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::test]
 async fn one_value_applies_every_layer() {
@@ -50,6 +62,154 @@ async fn one_value_applies_every_layer() {
     );
     // Probes are neither measured nor limited.
     assert!(!metrics.text().contains("/health/ready"));
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct UserId(u64);
+
+/// An application's authentication in the stack's slot: `Bearer user-<id>`
+/// inserts the user, `Bearer revoked` is refused here, anything else goes on
+/// without a user. Every answer says which client address and request id the
+/// slot saw.
+async fn authenticate(mut request: Request, next: Next) -> Response {
+    let seen = format!(
+        "{} {}",
+        request
+            .extensions()
+            .get::<ClientIp>()
+            .map_or("none".to_owned(), |c| c.ip().to_string()),
+        tower_ops::request_id::current().map_or("none".to_owned(), |id| id.to_string()),
+    );
+    let credentials = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut response = if credentials.as_deref() == Some("Bearer revoked") {
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")];
+        (StatusCode::UNAUTHORIZED, challenge, "revoked").into_response()
+    } else {
+        let user = credentials
+            .as_deref()
+            .and_then(|v| v.strip_prefix("Bearer user-"))
+            .and_then(|id| id.parse().ok());
+        if let Some(id) = user {
+            request.extensions_mut().insert(UserId(id));
+        }
+        next.run(request).await
+    };
+    response
+        .headers_mut()
+        .insert("x-auth-saw", seen.parse().unwrap());
+    response
+}
+
+/// The case: a `user` policy of 5 a minute in a whole stack, with the
+/// authentication in its slot.
+#[tokio::test]
+async fn auth_slot_lets_per_user_limits_count_and_keeps_its_answers_observed() {
+    let cap = Capture::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(JsonLayer::new(cap.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let limits = RateLimitLayer::with_quota(Quota::per_minute(100))
+        .skip_paths(PathSet::probes())
+        .policy(
+            Policy::new("user", Quota::per_minute(5))
+                .paths(["/me"])
+                .key(KeyBy::extension::<UserId>())
+                .warn_missing_key_after(3),
+        );
+    let stack = Stack::new()
+        .rate_limit(Some(limits))
+        .auth(from_fn(authenticate))
+        .for_axum();
+    let app = Router::new()
+        .route("/me", get(|| async { "me" }))
+        .merge(stack.routes())
+        .layer(CaptureRouteLayer::new())
+        .layer(stack);
+    let addr = serve(app).await;
+    let as_user = |id: u64| format!("authorization: Bearer user-{id}\r\n");
+
+    // 8 requests: 5 pass, 3 are refused by the user policy.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let r = http_get(addr, "/me", &as_user(42)).await;
+        statuses.push(r.status);
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            "\"user\";q=5;w=60",
+            "request {i}"
+        );
+        if r.status == 429 {
+            assert_eq!(r.json()["code"], "RATE_LIMITED");
+            assert!(r.header("retry-after").parse::<u64>().unwrap() >= 1);
+        }
+        // The slot runs inside the client IP and request id layers.
+        let saw = r.header("x-auth-saw");
+        assert!(
+            saw.starts_with("127.0.0.1 ") && saw.ends_with(r.header("x-request-id")),
+            "{saw}"
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let other = http_get(addr, "/me", &as_user(43)).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("ratelimit"), "\"user\";r=4;t=12");
+
+    // The slot's own refusal: enveloped, with the id and the challenge kept; the
+    // limiter never saw it, so it carries no rate-limit fields.
+    let refused = http_get(
+        addr,
+        "/me",
+        "authorization: Bearer revoked\r\nx-request-id: auth-1\r\n",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("content-type"), "application/problem+json");
+    assert_eq!(refused.json()["code"], "UNAUTHORIZED");
+    assert_eq!(refused.json()["request_id"], "auth-1");
+    assert_eq!(refused.header("x-request-id"), "auth-1");
+    assert_eq!(
+        refused.header("www-authenticate"),
+        "Bearer error=\"invalid_token\""
+    );
+    assert!(refused.first("ratelimit").is_none());
+
+    // Unmatched paths are still limited per IP: the limiter is outside the router.
+    let missing = http_get(addr, "/nowhere", &as_user(42)).await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.header("ratelimit").starts_with("\"default\";r="),
+        "{missing:?}"
+    );
+
+    // Logged and measured like every other request.
+    let lines = cap.wait_for(11).await;
+    let refused_line = lines.iter().find(|l| l["request_id"] == "auth-1").unwrap();
+    assert_eq!(refused_line["status"], 401);
+    assert_eq!(refused_line["code"], "UNAUTHORIZED");
+    assert_eq!(refused_line["level"], "WARN");
+    let limited = lines
+        .iter()
+        .filter(|l| l["rejected_by"] == "rate_limit")
+        .count();
+    assert_eq!(limited, 3);
+    let metrics = http_get(addr, "/metrics", "").await.text();
+    assert!(
+        metrics.contains(
+            "http_server_rejections_total{rejected_by=\"rate_limit\",code=\"RATE_LIMITED\"} 3"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("http_route=\"/me\",http_response_status_code=\"401\"} 1"),
+        "{metrics}"
+    );
+    // The policy found its key: no warning.
+    assert!(!cap.text().contains("found no key"), "{}", cap.text());
 }
 
 #[test]

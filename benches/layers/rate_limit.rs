@@ -9,6 +9,15 @@
 //! whole router (`around_*` rows, against `around_bare`), where only the layer's
 //! own work is measured.
 //!
+//! Three `*_key` rows, headers off and around the router, compare what ours is
+//! keyed by on the same requests, which carry a `UserId` extension (1,000 users
+//! in turn) next to the client address, as an authentication layer would have
+//! inserted it: `around_ours_ip_key` (the client IP, as
+//! `around_ours_headers_off`), `around_ours_extension_key`
+//! (`KeyBy::extension::<UserId>()`) and `around_ours_fn_key` (`KeyBy::from_fn`
+//! reading the same extension). Building those requests costs one more
+//! allocation than the other rows', so compare the three among themselves.
+//!
 //! With the `redis` feature, a second group (`rate_limit_redis`) compares the
 //! throughput of the in-process backend with the Redis backend over loopback.
 
@@ -27,7 +36,7 @@ use tower::ServiceExt;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_layer::Layer;
-use tower_ops::rate_limit::{Quota, RateLimitLayer};
+use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
 
 fn router() -> Router {
     Router::new().route("/users/{id}", get(|| async { "ok" }))
@@ -39,9 +48,16 @@ fn addrs() -> Vec<SocketAddr> {
         .collect()
 }
 
-fn request(addr: SocketAddr) -> Request<Body> {
+/// What an application's authentication inserts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct UserId(u64);
+
+fn request(addr: SocketAddr, user: Option<u64>) -> Request<Body> {
     let mut r = Request::get("/users/7").body(Body::empty()).unwrap();
     r.extensions_mut().insert(ConnectInfo(addr));
+    if let Some(id) = user {
+        r.extensions_mut().insert(UserId(id));
+    }
     r
 }
 
@@ -60,9 +76,15 @@ pub(crate) fn bench(c: &mut Criterion) {
             .finish()
             .unwrap(),
     );
+    let keyed_by = |key: KeyBy| {
+        RateLimitLayer::new()
+            .policy(Policy::new("user", Quota::per(1_000_000, Duration::from_millis(1))).key(key))
+            .headers(false)
+            .for_axum()
+    };
     let _guard = rt.enter();
     let around = |svc| Router::new().fallback_service(svc);
-    let apps: [(&str, Router); 9] = [
+    let apps: [(&str, Router); 12] = [
         ("bare", router()),
         (
             "noop_layer",
@@ -90,16 +112,34 @@ pub(crate) fn bench(c: &mut Criterion) {
             "around_ours_headers_on",
             Router::new().fallback_service(ours().for_axum().layer(router())),
         ),
+        (
+            "around_ours_ip_key",
+            Router::new().fallback_service(keyed_by(KeyBy::client_ip()).layer(router())),
+        ),
+        (
+            "around_ours_extension_key",
+            Router::new().fallback_service(keyed_by(KeyBy::extension::<UserId>()).layer(router())),
+        ),
+        (
+            "around_ours_fn_key",
+            Router::new().fallback_service(
+                keyed_by(KeyBy::from_fn(|head| {
+                    head.extensions().get::<UserId>().map(|u| u.0)
+                }))
+                .layer(router()),
+            ),
+        ),
     ];
     drop(_guard);
     let mut group = c.benchmark_group("rate_limit");
     for (name, app) in apps {
         let app = crate::support::served(app);
+        let with_user = name.ends_with("_key");
         let mut i = 0usize;
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
                 i = (i + 1) % addrs.len();
-                let req = request(addrs[i]);
+                let req = request(addrs[i], with_user.then_some(i as u64));
                 let app = app.clone();
                 async move {
                     let response = app.oneshot(req).await.unwrap();

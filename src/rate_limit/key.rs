@@ -1,5 +1,7 @@
+use std::any::TypeId;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -18,13 +20,26 @@ use crate::client_ip::ClientIpLayer;
 ///   connection is used. IPv4-mapped IPv6 addresses count as IPv4, and IPv6
 ///   addresses are grouped by their /56 prefix, the block one subscriber usually
 ///   holds, so rotating addresses inside it gains nothing.
-/// - [`KeyBy::header`]: the value of a header such as `x-api-key`. Values are
-///   hashed with a keyed hash before they are stored; the raw value is never kept.
+/// - [`KeyBy::header`]: the value of a header such as `x-api-key`.
 ///   Requests without the header are not counted by this policy.
-/// - [`KeyBy::extension`]: a [`RateLimitKey`] the application inserted in the
-///   request extensions (a user or tenant id, set by an authentication layer).
+/// - [`KeyBy::extension`]: a value of your own type that your authentication
+///   layer inserted in the request extensions (a user or tenant id).
 ///   Requests without one are not counted by this policy.
+/// - [`KeyBy::from_fn`]: whatever a closure computes from the [`RequestHead`]
+///   (a tenant and a plan, a header and an extension...). Requests for which it
+///   returns `None` are not counted by this policy.
 /// - [`KeyBy::global`]: one bucket for every request.
+///
+/// Keys are never stored as they are: header values, extension values and
+/// closure results are hashed with a keyed hash, and the limiter holds the 64-bit
+/// result, so a key costs the same memory however long it is.
+///
+/// A policy keyed by an extension or a closure that has found no key in the
+/// first requests it applies to (100 by default,
+/// [`Policy::warn_missing_key_after`](super::Policy::warn_missing_key_after)) logs
+/// one warning: the layer that inserts the key most likely runs after the rate
+/// limiter (put it in [`Stack::auth`](crate::stack::Stack::auth)'s slot, or
+/// outside the limiter when you stack by hand).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyBy {
@@ -35,8 +50,10 @@ pub enum KeyBy {
     },
     /// The value of a request header, hashed.
     Header(HeaderName),
-    /// A [`RateLimitKey`] request extension.
-    Extension,
+    /// A typed request extension, hashed ([`KeyBy::extension`]).
+    Extension(CustomKey),
+    /// The result of a closure over the request head, hashed ([`KeyBy::from_fn`]).
+    Fn(CustomKey),
     /// Every request shares one bucket.
     Global,
 }
@@ -65,9 +82,119 @@ impl KeyBy {
         Self::Header(name)
     }
 
-    /// The [`RateLimitKey`] extension set by the application.
-    pub fn extension() -> Self {
-        Self::Extension
+    /// The request extension of type `T`, which your authentication layer
+    /// inserts (`request.extensions_mut().insert(UserId(42))`); requests without
+    /// one are not counted by this policy.
+    ///
+    /// `T` only needs [`Hash`] (derive it) on top of what extensions require
+    /// anyway (`Clone + Send + Sync + 'static`): requests whose values hash alike,
+    /// equal values for a derived `Hash`, share a bucket. Per request this costs
+    /// one lookup in the extensions and one keyed SipHash of the value; nothing
+    /// is allocated and the value is not kept. With a shared backend, every
+    /// instance must hash the type alike: a derived `Hash` of the same type
+    /// definition does (integers are read as little-endian bytes).
+    ///
+    /// The layer that inserts `T` must run before the rate limiter: in
+    /// [`Stack::auth`](crate::stack::Stack::auth)'s slot, or outside
+    /// [`RateLimitLayer`](super::RateLimitLayer) when you stack by hand. If it
+    /// does not, the policy limits nothing and says so once in a warning.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
+    ///
+    /// /// Inserted by the application's authentication.
+    /// #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    /// struct UserId(u64);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limits = RateLimitLayer::new()
+    ///     .policy(Policy::new("user", Quota::per_minute(2)).key(KeyBy::extension::<UserId>()));
+    /// let service = ServiceBuilder::new().layer(limits).service(service_fn(|_req: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// }));
+    /// let as_user = |id| {
+    ///     let mut request = Request::new(());
+    ///     request.extensions_mut().insert(UserId(id));
+    ///     request
+    /// };
+    /// let first = service.clone().oneshot(as_user(42)).await?;
+    /// assert_eq!(first.headers()["ratelimit"], "\"user\";r=1;t=30");
+    /// service.clone().oneshot(as_user(42)).await?;
+    /// assert_eq!(service.clone().oneshot(as_user(42)).await?.status(), 429);
+    /// // Another user has a bucket of their own; a request without a user is not counted.
+    /// assert_eq!(service.clone().oneshot(as_user(43)).await?.status(), 200);
+    /// let anonymous = service.clone().oneshot(Request::new(())).await?;
+    /// assert!(anonymous.headers().get("ratelimit").is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn extension<T>() -> Self
+    where
+        T: Hash + Send + Sync + 'static,
+    {
+        Self::Extension(CustomKey {
+            source: Arc::new(ExtensionSource::<T>(PhantomData)),
+            name: std::any::type_name::<T>(),
+            id: KeyId::Type(TypeId::of::<T>()),
+        })
+    }
+
+    /// The key `key` computes from the request head (method, URI, headers and
+    /// extensions); `None` means this policy does not count the request.
+    ///
+    /// The closure returns an owned value that implements [`Hash`] (an integer, a
+    /// tuple, a `String`...): requests whose values hash alike share a bucket. It
+    /// runs once per request the policy applies to, so keep it cheap; an integer
+    /// or a tuple of them costs no allocation. With a shared backend, every
+    /// instance must compute the same values (integers are read as
+    /// little-endian bytes). As with [`KeyBy::extension`], extensions read here
+    /// must be inserted by a layer that runs before the rate limiter.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
+    ///
+    /// #[derive(Clone, Copy)]
+    /// struct Tenant(u32);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // One bucket per tenant and method: writes do not use up the reads.
+    /// let per_tenant = KeyBy::from_fn(|head| {
+    ///     let tenant = head.extensions().get::<Tenant>()?;
+    ///     Some((tenant.0, head.method() == http::Method::GET))
+    /// });
+    /// let limits = RateLimitLayer::new().policy(Policy::new("tenant", Quota::per_minute(1)).key(per_tenant));
+    /// let service = ServiceBuilder::new().layer(limits).service(service_fn(|_req: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// }));
+    /// let call = |method: &str| {
+    ///     let mut request = Request::builder().method(method).body(()).unwrap();
+    ///     request.extensions_mut().insert(Tenant(7));
+    ///     request
+    /// };
+    /// assert_eq!(service.clone().oneshot(call("GET")).await?.status(), 200);
+    /// assert_eq!(service.clone().oneshot(call("GET")).await?.status(), 429);
+    /// assert_eq!(service.clone().oneshot(call("POST")).await?.status(), 200);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_fn<F, K>(key: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> Option<K> + Send + Sync + 'static,
+        K: Hash,
+    {
+        let source = Arc::new(FnSource(key));
+        let id = KeyId::Closure(Arc::as_ptr(&source) as *const () as usize);
+        Self::Fn(CustomKey {
+            source,
+            name: std::any::type_name::<F>(),
+            id,
+        })
     }
 
     /// One bucket for everything.
@@ -75,9 +202,11 @@ impl KeyBy {
         Self::Global
     }
 
-    /// The key material of a request, or `None` when this policy does not count it.
+    /// The key material of a request, or `None` when this policy does not count
+    /// it. Keys of your own (extensions, closures) have no material: they are
+    /// hashed straight from the value.
     #[inline]
-    pub(crate) fn material<'a>(&self, head: &RequestHead<'a>) -> Option<Material<'a>> {
+    fn material<'a>(&self, head: &RequestHead<'a>) -> Option<Material<'a>> {
         match self {
             KeyBy::ClientIp { ipv6_prefix } => {
                 let ip = client_ip(head.extensions);
@@ -87,16 +216,11 @@ impl KeyBy {
                 .headers
                 .get(name)
                 .map(|v| Material::Bytes(v.as_bytes())),
-            KeyBy::Extension => head
-                .extensions
-                .get::<RateLimitKey>()
-                .map(|k| Material::Bytes(k.0.as_bytes())),
             KeyBy::Global => Some(Material::Global),
+            KeyBy::Extension(_) | KeyBy::Fn(_) => None,
         }
     }
-}
 
-impl KeyBy {
     /// The in-process key of a request, or `None` when this policy does not
     /// count it: `hasher.key(&material)`, with client addresses turned into their
     /// key directly (no [`Material`] in between, which would go through memory).
@@ -106,8 +230,160 @@ impl KeyBy {
             KeyBy::ClientIp { ipv6_prefix } => {
                 Some(hasher.ip_key(client_ip(head.extensions), *ipv6_prefix))
             }
+            KeyBy::Extension(custom) | KeyBy::Fn(custom) => custom.source.local(head, &hasher.sip),
             _ => self.material(head).map(|m| hasher.key(&m)),
         }
+    }
+
+    /// The in-process key and the key shown to a shared backend, or `None` when
+    /// this policy does not count the request.
+    pub(crate) fn remote_key(
+        &self,
+        head: &RequestHead<'_>,
+        hasher: &KeyHasher,
+        secret: &[u8],
+    ) -> Option<(u64, String)> {
+        match self {
+            KeyBy::Extension(custom) | KeyBy::Fn(custom) => Some((
+                custom.source.local(head, &hasher.sip)?,
+                custom.source.shared(head, secret)?,
+            )),
+            _ => self
+                .material(head)
+                .map(|m| (hasher.key(&m), m.shared(secret))),
+        }
+    }
+
+    /// For keys the application supplies (extensions, closures), what they are:
+    /// the policy warns once when it never finds one.
+    pub(crate) fn supplied_by_app(&self) -> Option<&CustomKey> {
+        match self {
+            KeyBy::Extension(custom) | KeyBy::Fn(custom) => Some(custom),
+            _ => None,
+        }
+    }
+}
+
+/// A key of the application's own: a typed extension ([`KeyBy::extension`]) or a
+/// closure ([`KeyBy::from_fn`]). Its `Debug` shows the type it reads.
+#[derive(Clone)]
+pub struct CustomKey {
+    source: Arc<dyn KeySource>,
+    name: &'static str,
+    id: KeyId,
+}
+
+/// What makes two custom keys equal: the extension type, or the same closure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyId {
+    Type(TypeId),
+    Closure(usize),
+}
+
+impl CustomKey {
+    /// The extension's type name, or the closure's.
+    pub fn type_name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl PartialEq for CustomKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for CustomKey {}
+
+impl fmt::Debug for CustomKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Reads a key of the application's own from a request head.
+trait KeySource: Send + Sync {
+    /// The keyed SipHash of the value, for the in-process limiter.
+    fn local(&self, head: &RequestHead<'_>, sip: &RandomState) -> Option<u64>;
+    /// The key sent to a shared backend: a SHA-1 of the secret and the value.
+    fn shared(&self, head: &RequestHead<'_>, secret: &[u8]) -> Option<String>;
+}
+
+struct ExtensionSource<T>(PhantomData<fn() -> T>);
+
+impl<T: Hash + Send + Sync + 'static> KeySource for ExtensionSource<T> {
+    #[inline]
+    fn local(&self, head: &RequestHead<'_>, sip: &RandomState) -> Option<u64> {
+        head.extensions.get::<T>().map(|v| sip.hash_one(v))
+    }
+
+    fn shared(&self, head: &RequestHead<'_>, secret: &[u8]) -> Option<String> {
+        head.extensions.get::<T>().map(|v| shared_digest(secret, v))
+    }
+}
+
+struct FnSource<F>(F);
+
+impl<F, K> KeySource for FnSource<F>
+where
+    F: Fn(&RequestHead<'_>) -> Option<K> + Send + Sync,
+    K: Hash,
+{
+    #[inline]
+    fn local(&self, head: &RequestHead<'_>, sip: &RandomState) -> Option<u64> {
+        (self.0)(head).map(|v| sip.hash_one(&v))
+    }
+
+    fn shared(&self, head: &RequestHead<'_>, secret: &[u8]) -> Option<String> {
+        (self.0)(head).map(|v| shared_digest(secret, &v))
+    }
+}
+
+/// The backend key of a value of the application's own: `h:` and the SHA-1 of
+/// the secret and the bytes its `Hash` writes, integers as little-endian bytes
+/// so that instances on any platform agree.
+fn shared_digest<T: Hash + ?Sized>(secret: &[u8], value: &T) -> String {
+    let mut sha = StableHasher(sha1_smol::Sha1::new());
+    sha.0.update(secret);
+    value.hash(&mut sha);
+    format!("h:{}", sha.0.digest())
+}
+
+/// A [`Hasher`] that feeds SHA-1, independent of the platform's byte order and
+/// word size.
+struct StableHasher(sha1_smol::Sha1);
+
+impl Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        // Only the digest is read (`shared_digest`); this is its first 8 bytes.
+        let bytes = self.0.digest().bytes();
+        u64::from_le_bytes([
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+        ])
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0.update(&n.to_le_bytes());
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0.update(&n.to_le_bytes());
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0.update(&n.to_le_bytes());
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0.update(&n.to_le_bytes());
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
 }
 
@@ -243,37 +519,6 @@ fn v6_mask(prefix: u8) -> u128 {
     }
 }
 
-/// A rate-limit key the application sets: insert it in the request extensions
-/// (for example in an authentication layer) and use [`KeyBy::extension`].
-///
-/// ```
-/// use tower_ops::rate_limit::RateLimitKey;
-///
-/// let mut request = http::Request::new(());
-/// request.extensions_mut().insert(RateLimitKey::new("user:42"));
-/// assert_eq!(request.extensions().get::<RateLimitKey>().unwrap().as_str(), "user:42");
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RateLimitKey(Arc<str>);
-
-impl RateLimitKey {
-    /// A key from any string (a user id, a tenant, a plan and a user...).
-    pub fn new(key: impl Into<Arc<str>>) -> Self {
-        Self(key.into())
-    }
-
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for RateLimitKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RateLimitKey").field(&self.0).finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -325,6 +570,19 @@ mod tests {
         let h = KeyHasher::new();
         assert_eq!(h.key(&Material::Global), h.key(&Material::Global));
         assert_ne!(h.key(&Material::Bytes(b"a")), h.key(&Material::Bytes(b"b")));
+    }
+
+    #[test]
+    fn backend_digests_of_values_do_not_depend_on_the_platform() {
+        // A u64 is read as its 8 little-endian bytes, a usize as a u64.
+        let mut sha = sha1_smol::Sha1::new();
+        sha.update(b"s");
+        sha.update(&42u64.to_le_bytes());
+        assert_eq!(shared_digest(b"s", &42u64), format!("h:{}", sha.digest()));
+        assert_eq!(shared_digest(b"s", &42usize), shared_digest(b"s", &42u64));
+        assert_ne!(shared_digest(b"s", &42u64), shared_digest(b"t", &42u64));
+        let long = "x".repeat(1 << 20);
+        assert_eq!(shared_digest(b"s", long.as_str()).len(), 2 + 40);
     }
 
     proptest::proptest! {

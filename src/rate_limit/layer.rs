@@ -3,7 +3,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -76,6 +76,8 @@ struct Shared {
     config: Config,
     policies: Vec<Policy>,
     headers: Vec<PolicyHeaders>,
+    /// One per policy: the missing-key warning.
+    watches: Box<[KeyWatch]>,
     local: Arc<LocalState>,
     hasher: KeyHasher,
     /// `None` when empty, so that most requests never compute their path here.
@@ -474,6 +476,7 @@ impl Shared {
         }
         Self {
             headers: config.policies.iter().map(PolicyHeaders::new).collect(),
+            watches: config.policies.iter().map(KeyWatch::new).collect(),
             policies: config.policies.clone(),
             local: Arc::new(local),
             hasher: KeyHasher::new(),
@@ -522,8 +525,10 @@ impl Shared {
                 return Verdict::Pass(None);
             }
             let Some(key) = policy.key.local_key(head, &self.hasher) else {
+                self.watches[0].missed(policy);
                 return Verdict::Pass(None);
             };
+            self.watches[0].found();
             let outcome = self.local.limiters[0].check(key, policy.cost_of(head), want);
             return if !outcome.allowed {
                 Verdict::Limited(0, outcome)
@@ -539,8 +544,10 @@ impl Shared {
                 continue;
             }
             let Some(key) = policy.key.local_key(head, &self.hasher) else {
+                self.watches[i].missed(policy);
                 continue;
             };
+            self.watches[i].found();
             let outcome = self.local.limiters[i].check(key, policy.cost_of(head), want);
             if !outcome.allowed {
                 return Verdict::Limited(i, outcome);
@@ -584,14 +591,19 @@ impl Shared {
             .enumerate()
             .filter(|(_, p)| p.applies(head))
             .filter_map(|(index, policy)| {
-                let material = policy.key.material(head)?;
+                let Some((local_key, key)) = policy.key.remote_key(head, &self.hasher, secret)
+                else {
+                    self.watches[index].missed(policy);
+                    return None;
+                };
+                self.watches[index].found();
                 let cost = policy.cost_of(head);
                 Some(RemoteCheck {
                     index,
-                    local_key: self.hasher.key(&material),
+                    local_key,
                     request: BackendRequest {
                         policy: policy.name.clone(),
-                        key: material.shared(secret),
+                        key,
                         quota: policy.quota,
                         cost,
                         now_micros,
@@ -639,6 +651,59 @@ impl Shared {
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         response
+    }
+}
+
+/// Watches a policy keyed by an extension or a closure until it first finds a
+/// key, and warns once when it has seen `after` requests without one: the layer
+/// that inserts the key most likely runs after this one.
+struct KeyWatch {
+    /// Still watching: no key found and no warning given yet.
+    open: AtomicBool,
+    misses: AtomicU32,
+    after: u32,
+}
+
+impl KeyWatch {
+    fn new(policy: &Policy) -> Self {
+        let after = policy.warn_missing_key_after;
+        Self {
+            open: AtomicBool::new(policy.key.supplied_by_app().is_some() && after > 0),
+            misses: AtomicU32::new(0),
+            after,
+        }
+    }
+
+    #[inline]
+    fn found(&self) {
+        if self.open.load(Ordering::Relaxed) {
+            self.open.store(false, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn missed(&self, policy: &Policy) {
+        if self.open.load(Ordering::Relaxed) {
+            self.count_miss(policy);
+        }
+    }
+
+    #[cold]
+    fn count_miss(&self, policy: &Policy) {
+        // `fetch_add` hands out each count once: one thread reaches `after`.
+        if self.misses.fetch_add(1, Ordering::Relaxed).wrapping_add(1) != self.after {
+            return;
+        }
+        self.open.store(false, Ordering::Relaxed);
+        let key = policy.key.supplied_by_app().map_or("", |k| k.type_name());
+        tracing::warn!(
+            policy = %policy.name,
+            key,
+            requests = self.after,
+            "rate limit policy found no key in any request so far and limits nothing: \
+             the layer that inserts the key must run before the rate limiter \
+             (Stack::auth, or outside RateLimitLayer)"
+        );
     }
 }
 
@@ -1047,7 +1112,7 @@ mod tests {
 
     use super::*;
     use crate::client_ip::{ClientIp, ClientIpLayer};
-    use crate::rate_limit::{BackendError, BackendFuture, Decision, KeyBy, RateLimitKey};
+    use crate::rate_limit::{BackendError, BackendFuture, Decision, KeyBy};
 
     type Calls = Arc<AtomicUsize>;
 
@@ -1439,6 +1504,9 @@ mod tests {
         assert_eq!(axum_layer.same_state().len(), 1);
     }
 
+    #[derive(Clone, Hash)]
+    struct User(String);
+
     #[tokio::test]
     async fn header_and_extension_keys() {
         let clock = RateLimitClock::manual();
@@ -1448,7 +1516,7 @@ mod tests {
                 Policy::new("api", Quota::per_minute(1))
                     .key(KeyBy::header(HeaderName::from_static("x-api-key"))),
             )
-            .policy(Policy::new("user", Quota::per_minute(2)).key(KeyBy::extension()));
+            .policy(Policy::new("user", Quota::per_minute(2)).key(KeyBy::extension::<User>()));
         let (svc, _) = app(&layer);
         let with_key = |k: &[u8]| {
             let mut r = Request::get("/").body(()).unwrap();
@@ -1467,7 +1535,7 @@ mod tests {
         assert!(r.headers().get("ratelimit").is_none());
         let user = |id: &str| {
             let mut r = Request::get("/").body(()).unwrap();
-            r.extensions_mut().insert(RateLimitKey::new(id));
+            r.extensions_mut().insert(User(id.to_owned()));
             r
         };
         assert_eq!(
@@ -1477,6 +1545,210 @@ mod tests {
         send(&svc, user("u1")).await;
         assert_eq!(send(&svc, user("u1")).await.status(), 429);
         assert_eq!(send(&svc, user("u2")).await.status(), 200);
+    }
+
+    /// The WARN events emitted while `f` runs, each as `name=value` pairs.
+    fn warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+        use std::fmt::Write as _;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[derive(Clone, Default)]
+        struct Warnings(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    let mut text = String::new();
+                    event.record(
+                        &mut |field: &tracing::field::Field, value: &dyn fmt::Debug| {
+                            let _ = write!(text, "{}={value:?} ", field.name());
+                        },
+                    );
+                    self.0.lock().unwrap().push(text);
+                }
+            }
+        }
+        let seen = Warnings::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone());
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let events = seen.0.lock().unwrap().clone();
+        (out, events)
+    }
+
+    /// Calls `svc` and returns the status, without a runtime (the in-process
+    /// path answers on the first poll).
+    fn status_now<S>(svc: &mut S, r: Request<()>) -> u16
+    where
+        S: Service<Request<()>, Response = Response<ResponseBody<Full<Bytes>>>, Error = Infallible>,
+    {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut fut = std::pin::pin!(svc.call(r));
+        let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
+            panic!("pending")
+        };
+        response.status().as_u16()
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    struct UserId(u64);
+
+    fn as_user(id: u64) -> Request<()> {
+        let mut r = Request::get("/me").body(()).unwrap();
+        r.extensions_mut().insert(UserId(id));
+        r
+    }
+
+    #[test]
+    fn closure_keys_count_per_value_and_skip_none() {
+        let layer = RateLimitLayer::new()
+            .clock(RateLimitClock::manual())
+            .policy(
+                Policy::new("tenant", Quota::per_minute(1)).key(KeyBy::from_fn(|h| {
+                    let user = h.extensions().get::<UserId>()?;
+                    Some((user.0 / 10, h.method().clone()))
+                })),
+            );
+        let (mut svc, calls) = app(&layer);
+        // Users 41 and 42 make one tenant (4); 53 another.
+        assert_eq!(status_now(&mut svc, as_user(41)), 200);
+        assert_eq!(status_now(&mut svc, as_user(42)), 429);
+        assert_eq!(status_now(&mut svc, as_user(53)), 200);
+        let mut post = as_user(42);
+        *post.method_mut() = Method::POST;
+        assert_eq!(status_now(&mut svc, post), 200);
+        // No user: the closure says None, the policy does not count it.
+        for _ in 0..3 {
+            assert_eq!(status_now(&mut svc, Request::new(())), 200);
+        }
+        assert_eq!(layer.len(), 3);
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[test]
+    fn a_policy_that_never_finds_its_key_warns_once() {
+        let layer = RateLimitLayer::new()
+            .clock(RateLimitClock::manual())
+            .policy(
+                Policy::new("user", Quota::per_minute(5))
+                    .key(KeyBy::extension::<UserId>())
+                    .warn_missing_key_after(3),
+            )
+            .policy(
+                Policy::new("tenant", Quota::per_minute(5))
+                    .key(KeyBy::from_fn(|h| h.headers().get("x-tenant").map(|_| 1u8)))
+                    .warn_missing_key_after(3),
+            )
+            .policy(
+                Policy::new("api", Quota::per_minute(5))
+                    .key(KeyBy::header(HeaderName::from_static("x-api-key"))),
+            )
+            .policy(
+                Policy::new("quiet", Quota::per_minute(5))
+                    .key(KeyBy::extension::<String>())
+                    .warn_missing_key_after(0),
+            );
+        let (mut svc, _) = app(&layer);
+        let (_, first) = warnings(|| {
+            for _ in 0..2 {
+                status_now(&mut svc, Request::new(()));
+            }
+        });
+        assert!(first.is_empty(), "{first:?}");
+        let (_, warned) = warnings(|| {
+            for _ in 0..50 {
+                assert_eq!(status_now(&mut svc, Request::new(())), 200);
+            }
+        });
+        assert_eq!(warned.len(), 2, "one for each watched policy: {warned:?}");
+        let user = warned.iter().find(|w| w.contains("policy=user")).unwrap();
+        assert!(user.contains("UserId"), "{user}");
+        assert!(user.contains("requests=3"), "{user}");
+        assert!(user.contains("Stack::auth"), "{user}");
+        assert!(warned.iter().any(|w| w.contains("policy=tenant")));
+    }
+
+    #[test]
+    fn a_policy_that_found_its_key_once_never_warns() {
+        let layer = RateLimitLayer::new()
+            .clock(RateLimitClock::manual())
+            .policy(
+                Policy::new("user", Quota::per_minute(500))
+                    .key(KeyBy::extension::<UserId>())
+                    .warn_missing_key_after(3),
+            );
+        let (mut svc, _) = app(&layer);
+        let (_, warned) = warnings(|| {
+            assert_eq!(status_now(&mut svc, as_user(1)), 200);
+            for _ in 0..20 {
+                assert_eq!(status_now(&mut svc, Request::new(())), 200);
+            }
+        });
+        assert!(warned.is_empty(), "{warned:?}");
+        // Requests outside the policy's scope are not counted as missing keys.
+        let scoped = RateLimitLayer::new()
+            .clock(RateLimitClock::manual())
+            .policy(
+                Policy::new("user", Quota::per_minute(500))
+                    .paths(["/me"])
+                    .key(KeyBy::extension::<UserId>())
+                    .warn_missing_key_after(3),
+            );
+        let (mut svc, _) = app(&scoped);
+        let (_, warned) = warnings(|| {
+            for _ in 0..20 {
+                status_now(&mut svc, Request::get("/other").body(()).unwrap());
+            }
+        });
+        assert!(warned.is_empty(), "{warned:?}");
+    }
+
+    #[test]
+    fn custom_keys_compare_by_type_or_closure() {
+        assert_eq!(KeyBy::extension::<UserId>(), KeyBy::extension::<UserId>());
+        assert_ne!(KeyBy::extension::<UserId>(), KeyBy::extension::<String>());
+        let f = KeyBy::from_fn(|_| Some(1u8));
+        assert_eq!(f, f.clone());
+        assert_ne!(f, KeyBy::from_fn(|_| Some(1u8)));
+        assert!(format!("{:?}", KeyBy::extension::<UserId>()).contains("UserId"));
+    }
+
+    #[tokio::test]
+    async fn backend_keys_of_extensions_are_stable_across_instances_and_hide_values() {
+        #[derive(Clone, Hash)]
+        struct Token(String);
+        let layer = || {
+            let backend = Scripted::default();
+            let layer = RateLimitLayer::new()
+                .policy(Policy::new("user", Quota::per_minute(5)).key(KeyBy::extension::<Token>()))
+                .backend(backend.clone())
+                .key_secret("s3cret");
+            (layer, backend)
+        };
+        let request = |t: &str| {
+            let mut r = Request::new(());
+            r.extensions_mut().insert(Token(t.to_owned()));
+            r
+        };
+        let ((a, seen_a), (b, seen_b)) = (layer(), layer());
+        send(&app(&a).0, request("tok_secret_1")).await;
+        send(&app(&b).0, request("tok_secret_1")).await;
+        send(&app(&b).0, request("tok_secret_2")).await;
+        send(&app(&b).0, Request::new(())).await;
+        let ka = seen_a.seen.lock().unwrap()[0].key.clone();
+        let kb: Vec<String> = seen_b
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect();
+        assert_eq!(kb.len(), 2, "no token, no check");
+        assert_eq!(ka, kb[0], "two instances, one key");
+        assert_ne!(kb[0], kb[1]);
+        assert!(ka.starts_with("h:") && !ka.contains("tok_secret"), "{ka}");
     }
 
     #[tokio::test]

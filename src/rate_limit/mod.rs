@@ -3,9 +3,10 @@
 //! [`RateLimitLayer`] holds named [`Policy`]s. Each has a [`Quota`] that reads as
 //! written (`Quota::per(100, Duration::from_secs(15 * 60))` is 100 requests per 15
 //! minutes, optionally with a smaller [`Quota::burst`]), a key ([`KeyBy`]: client
-//! IP, a header such as an API key, a [`RateLimitKey`] the application sets, or one
-//! global bucket), and a scope (path patterns, methods). A request is charged by
-//! every policy that applies to it, with a per-request cost if you set one.
+//! IP, a header such as an API key, a typed extension your authentication inserts
+//! such as a user id, a closure over the request head, or one global bucket), and
+//! a scope (path patterns, methods). A request is charged by every policy that
+//! applies to it, with a per-request cost if you set one.
 //!
 //! - Within its limits a request goes through, and the response carries the IETF
 //!   fields of the policy closest to its limit:
@@ -89,6 +90,18 @@
 //! `RATE_LIMIT_WINDOW_MS` (default 60000), `RATE_LIMIT_FAILURE_MODE` (local|open|closed,
 //! default local) and, with the `redis` feature, `REDIS_URL`.
 //!
+//! # Per-user limits
+//!
+//! A policy keyed by a user ([`KeyBy::extension`] for the type your
+//! authentication inserts, or [`KeyBy::from_fn`]) needs that layer to run before
+//! this one. With [`Stack`](crate::stack::Stack), give it the slot made for it,
+//! [`Stack::auth`](crate::stack::Stack::auth), just outside the limiter; when you
+//! stack by hand, put it between [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
+//! and this layer. Inside the router it runs too late: the policy finds no key,
+//! limits nothing, and logs one warning
+//! ([`Policy::warn_missing_key_after`]). `examples/per_user_limits.rs` is a whole
+//! service.
+//!
 //! # Several policies
 //!
 //! governor cannot check a bucket without charging it, so a request rejected by a
@@ -111,7 +124,7 @@ mod redis;
 pub use self::backend::{
     Backend, BackendError, BackendFuture, BackendRequest, Decision, FailureMode,
 };
-pub use self::key::{KeyBy, RateLimitKey};
+pub use self::key::{CustomKey, KeyBy};
 pub use self::layer::{RateLimit, RateLimitLayer, ResponseFuture};
 pub use self::local::RateLimitClock;
 pub use self::policy::{PathPatterns, Policy, RequestHead};

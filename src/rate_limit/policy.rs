@@ -160,7 +160,12 @@ pub struct Policy {
     pub(crate) paths: Option<PathPatterns>,
     pub(crate) methods: Option<Arc<[Method]>>,
     pub(crate) cost: Option<CostFn>,
+    pub(crate) warn_missing_key_after: u32,
 }
+
+/// How many requests a policy keyed by an extension or a closure may see without
+/// a key before it warns ([`Policy::warn_missing_key_after`]).
+const DEFAULT_MISSING_KEY_WARNING: u32 = 100;
 
 impl Policy {
     /// A policy named `name` (the name shown in the `RateLimit` headers), applying
@@ -183,6 +188,7 @@ impl Policy {
             paths: None,
             methods: None,
             cost: None,
+            warn_missing_key_after: DEFAULT_MISSING_KEY_WARNING,
         }
     }
 
@@ -215,6 +221,22 @@ impl Policy {
         F: Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static,
     {
         self.cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// With a key from an extension or a closure ([`KeyBy::extension`],
+    /// [`KeyBy::from_fn`]): after how many requests in this policy's scope without
+    /// a key, and none with one, it logs a warning, once (100 by default; 0 never
+    /// warns).
+    ///
+    /// A policy that never finds its key limits nothing. That is what happens when
+    /// the layer that inserts the key (the application's authentication) runs
+    /// after the rate limiter, so the warning names the policy and the key type. It
+    /// also fires for a scope where no client sent a key in that many requests;
+    /// raise the number, or set 0, where most requests are anonymous by design.
+    /// Keys from the client IP, a header or the global bucket never warn.
+    pub fn warn_missing_key_after(mut self, requests: u32) -> Self {
+        self.warn_missing_key_after = requests;
         self
     }
 
@@ -254,6 +276,7 @@ impl fmt::Debug for Policy {
             .field("paths", &self.paths)
             .field("methods", &self.methods)
             .field("cost", &self.cost.as_ref().map(|_| "fn"))
+            .field("warn_missing_key_after", &self.warn_missing_key_after)
             .finish()
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! [`Stack`] applies every tower-ops layer in the canonical order (outermost
 //! first): request id, client IP, request log, metrics, security headers, error
-//! envelopes, timeout, rate limit, body limit. Each layer can be replaced or, for
-//! the optional ones, switched off, and [`Stack::from_env`] reads every variable of
-//! the README's environment table, reporting all invalid values at once.
+//! envelopes, timeout, your authentication ([`Stack::auth`], none by default),
+//! rate limit, body limit. Each layer can be replaced or, for the optional ones,
+//! switched off, and [`Stack::from_env`] reads every variable of the README's
+//! environment table, reporting all invalid values at once.
 //!
 //! ```
 //! # #[cfg(all(feature = "axum", feature = "metrics", feature = "rate-limit"))] {
@@ -114,22 +115,27 @@ type RateLimitSlot = Optional<RateLimitLayer>;
 #[cfg(not(feature = "rate-limit"))]
 type RateLimitSlot = Identity;
 
-/// The layers in canonical order, as `tower_layer::Stack` pairs (inner, outer).
-pub type Layers<M> = Pair<
+/// The layers in canonical order, as `tower_layer::Stack` pairs (inner, outer);
+/// `A` is the application's authentication ([`Stack::auth`]), `Identity` when
+/// there is none.
+pub type Layers<M, A = Identity> = Pair<
     BodyLimitLayer<M>,
     Pair<
         RateLimitSlot,
         Pair<
-            Optional<TimeoutLayer>,
+            A,
             Pair<
-                ErrorLayer,
+                Optional<TimeoutLayer>,
                 Pair<
-                    SecurityHeadersLayer,
+                    ErrorLayer,
                     Pair<
-                        MetricsSlot,
+                        SecurityHeadersLayer,
                         Pair<
-                            Optional<RequestLogLayer>,
-                            Pair<ClientIpLayer, Pair<RequestIdLayer, Identity>>,
+                            MetricsSlot,
+                            Pair<
+                                Optional<RequestLogLayer>,
+                                Pair<ClientIpLayer, Pair<RequestIdLayer, Identity>>,
+                            >,
                         >,
                     >,
                 >,
@@ -139,8 +145,11 @@ pub type Layers<M> = Pair<
 >;
 
 /// Every tower-ops layer in the canonical order; see the [module docs](self).
+///
+/// `M` is the request body mode ([`Stack::for_axum`]) and `A` the application's
+/// authentication layer ([`Stack::auth`]; `Identity`, no layer, by default).
 #[derive(Clone, Debug)]
-pub struct Stack<M = AnyBody> {
+pub struct Stack<M = AnyBody, A = Identity> {
     request_id: RequestIdLayer,
     client_ip: ClientIpLayer,
     log: Option<RequestLogLayer>,
@@ -151,6 +160,7 @@ pub struct Stack<M = AnyBody> {
     timeout: Option<TimeoutLayer>,
     #[cfg(feature = "rate-limit")]
     rate_limit: Option<RateLimitLayer>,
+    auth: A,
     body_limit: BodyLimitLayer<M>,
     health: HealthRegistry,
 }
@@ -181,6 +191,7 @@ impl Stack {
                 RateLimitLayer::with_quota(crate::rate_limit::Quota::per_minute(100))
                     .skip_paths(PathSet::probes()),
             ),
+            auth: Identity::new(),
             body_limit: BodyLimitLayer::new(crate::body_limit::DEFAULT_LIMIT),
             health: HealthRegistry::builder().build(),
         }
@@ -240,16 +251,19 @@ impl Stack {
             timeout: timeout.or(defaults.timeout),
             #[cfg(feature = "rate-limit")]
             rate_limit: rate_limit.or(defaults.rate_limit),
+            auth: defaults.auth,
             body_limit: body_limit.unwrap_or(defaults.body_limit),
             health: health.unwrap_or(defaults.health),
         })
     }
+}
 
+impl<A> Stack<AnyBody, A> {
     /// Hands the inner service `axum::body::Body` request bodies, so the stack
     /// can be added with `Router::layer` (feature `axum`).
     #[cfg(feature = "axum")]
     #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-    pub fn for_axum(self) -> Stack<AxumBody> {
+    pub fn for_axum(self) -> Stack<AxumBody, A> {
         Stack {
             request_id: self.request_id,
             client_ip: self.client_ip,
@@ -261,6 +275,7 @@ impl Stack {
             timeout: self.timeout,
             #[cfg(feature = "rate-limit")]
             rate_limit: self.rate_limit,
+            auth: self.auth,
             body_limit: self.body_limit.for_axum(),
             health: self.health,
         }
@@ -286,7 +301,7 @@ fn default_metrics(token: Option<String>) -> (MetricsLayer, MetricsExporter) {
     (layer, exporter)
 }
 
-impl<M> Stack<M> {
+impl<M, A> Stack<M, A> {
     /// Replaces the request id layer.
     pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
         self.request_id = layer;
@@ -346,6 +361,86 @@ impl<M> Stack<M> {
     pub fn rate_limit(mut self, layer: Option<RateLimitLayer>) -> Self {
         self.rate_limit = layer;
         self
+    }
+
+    /// Puts the application's authentication layer in its slot: inside the
+    /// timeout, just outside the rate limiter (9 in the canonical order), where it
+    /// sees the [`ClientIp`](crate::client_ip::ClientIp) and the request id, and
+    /// the limiter sees what it inserts.
+    ///
+    /// This is the place for a layer that inserts who is calling (a `UserId`
+    /// extension) when limits are keyed by user: outside the limiter, a
+    /// [`KeyBy::extension`](crate::rate_limit::KeyBy::extension) policy finds its
+    /// key (inside the router it would run after the limiter, and the policy would
+    /// limit nothing). The layer is still inside the request log, metrics and
+    /// error layers, so its own answers (401, 403) are logged, counted and turned
+    /// into problem envelopes with the request id, `WWW-Authenticate` kept.
+    ///
+    /// Requests it answers by itself never reach the limiter, so no policy counts
+    /// them: prefer a layer that only identifies (inserts the user when the
+    /// credentials are valid, lets other requests through without one) and reject
+    /// in the handler or an extractor, so that failed attempts still count
+    /// against the per-IP limit. It runs for every request, unmatched paths and
+    /// probes included.
+    ///
+    /// Any layer fits whose service keeps the inner error type, for example
+    /// `axum::middleware::from_fn(authenticate)` or a `tower` layer of your own.
+    /// Calling it again replaces the previous one; `Identity` (the default) means
+    /// no layer. `examples/per_user_limits.rs` shows a whole service.
+    ///
+    /// ```
+    /// # #[cfg(all(feature = "axum", feature = "rate-limit"))] {
+    /// use axum::extract::Request;
+    /// use axum::middleware::{Next, from_fn};
+    /// use axum::response::Response;
+    /// use axum::{Router, routing::get};
+    /// use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
+    /// use tower_ops::route::CaptureRouteLayer;
+    /// use tower_ops::stack::Stack;
+    ///
+    /// #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    /// struct UserId(u64);
+    ///
+    /// /// Identifies the caller; requests without valid credentials go on without a user.
+    /// async fn authenticate(mut request: Request, next: Next) -> Response {
+    ///     let user = request
+    ///         .headers()
+    ///         .get("authorization")
+    ///         .and_then(|v| v.to_str().ok()?.strip_prefix("Bearer user-")?.parse().ok());
+    ///     if let Some(id) = user {
+    ///         request.extensions_mut().insert(UserId(id));
+    ///     }
+    ///     next.run(request).await
+    /// }
+    ///
+    /// let limits = RateLimitLayer::with_quota(Quota::per_minute(100)) // per IP
+    ///     .policy(Policy::new("user", Quota::per_minute(5)).key(KeyBy::extension::<UserId>()));
+    /// let stack = Stack::new()
+    ///     .rate_limit(Some(limits))
+    ///     .auth(from_fn(authenticate))
+    ///     .for_axum();
+    /// let app: Router = Router::new()
+    ///     .route("/me", get(|| async { "me" }))
+    ///     .layer(CaptureRouteLayer::new())
+    ///     .layer(stack);
+    /// # }
+    /// ```
+    pub fn auth<L>(self, layer: L) -> Stack<M, L> {
+        Stack {
+            request_id: self.request_id,
+            client_ip: self.client_ip,
+            log: self.log,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
+            security_headers: self.security_headers,
+            error: self.error,
+            timeout: self.timeout,
+            #[cfg(feature = "rate-limit")]
+            rate_limit: self.rate_limit,
+            auth: layer,
+            body_limit: self.body_limit,
+            health: self.health,
+        }
     }
 
     /// Replaces the body limit. It cannot be switched off, because it decides the
@@ -458,9 +553,9 @@ impl<M> Stack<M> {
     }
 }
 
-impl<M: Clone> Stack<M> {
+impl<M: Clone, A: Clone> Stack<M, A> {
     /// The layers as one `tower_layer::Stack` value, canonical order.
-    pub fn layers(&self) -> Layers<M> {
+    pub fn layers(&self) -> Layers<M, A> {
         let outer = Pair::new(self.request_id.clone(), Identity::new());
         let outer = Pair::new(self.client_ip.clone(), outer);
         let outer = Pair::new(Optional::new(self.log.clone()), outer);
@@ -472,6 +567,7 @@ impl<M: Clone> Stack<M> {
         let outer = Pair::new(self.security_headers.clone(), outer);
         let outer = Pair::new(self.error.clone(), outer);
         let outer = Pair::new(Optional::new(self.timeout.clone()), outer);
+        let outer = Pair::new(self.auth.clone(), outer);
         #[cfg(feature = "rate-limit")]
         let rate_limit = Optional::new(self.rate_limit.clone());
         #[cfg(not(feature = "rate-limit"))]
@@ -481,11 +577,11 @@ impl<M: Clone> Stack<M> {
     }
 }
 
-impl<S, M: Clone> Layer<S> for Stack<M>
+impl<S, M: Clone, A: Clone> Layer<S> for Stack<M, A>
 where
-    Layers<M>: Layer<S>,
+    Layers<M, A>: Layer<S>,
 {
-    type Service = <Layers<M> as Layer<S>>::Service;
+    type Service = <Layers<M, A> as Layer<S>>::Service;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.layers().layer(inner)
