@@ -13,7 +13,6 @@
 //! ```
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
@@ -87,12 +86,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.stop_accepting());
     // Ready as serving starts; draining on SIGTERM.
-    shutdown.run(server).await.transpose()?;
+    tower_ops::serve::serve(listener, app)
+        .with_shutdown(shutdown)
+        .await?;
     Ok(())
 }
