@@ -455,14 +455,20 @@ async fn handler_fields_are_typed_and_never_override() {
     assert!(hi.get("user_id").is_none(), "only the request line: {hi}");
 }
 
-#[tokio::test]
-async fn own_subscriber_gets_handler_fields_as_real_fields() {
+/// The application's own subscriber: tracing-subscriber's `fmt().json()`,
+/// writing to a capture, as this thread's default.
+fn fmt_json() -> (Capture, tracing::subscriber::DefaultGuard) {
     let cap = Capture::default();
     let sub = tracing_subscriber::fmt()
         .json()
         .with_writer(cap.clone())
         .finish();
-    let _g = tracing::subscriber::set_default(sub);
+    (cap, tracing::subscriber::set_default(sub))
+}
+
+#[tokio::test]
+async fn own_subscriber_gets_handler_fields_as_real_fields() {
+    let (cap, _g) = fmt_json();
     let addr = serve(app().layer(RequestLogLayer::new())).await;
     assert_eq!(http_get(addr, "/users/7", "").await.status, 200);
     let mut line = None;
@@ -488,12 +494,7 @@ async fn own_subscriber_gets_handler_fields_as_real_fields() {
 /// request id as a line logged in the handler does.
 #[tokio::test]
 async fn own_subscriber_spawned_task_lines_carry_the_request_span() {
-    let cap = Capture::default();
-    let sub = tracing_subscriber::fmt()
-        .json()
-        .with_writer(cap.clone())
-        .finish();
-    let _g = tracing::subscriber::set_default(sub);
+    let (cap, _g) = fmt_json();
     let router = Router::new().route(
         "/job",
         get(|| async {

@@ -298,46 +298,32 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self))
-    }
-}
-
-async fn run<S, B>(server: Serve<S>) -> io::Result<()>
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let Serve {
-        listener,
-        service,
-        config,
-        shutdown,
-        #[cfg(feature = "metrics")]
-        metrics,
-    } = server;
-    let shared = Arc::new(conn::Shared::new(
-        &config,
-        #[cfg(feature = "metrics")]
-        metrics,
-    ));
-    match shutdown {
-        None => {
-            accept_loop(listener, service, shared, std::future::pending()).await;
+        let Serve {
+            listener,
+            service,
+            config,
+            shutdown,
+            #[cfg(feature = "metrics")]
+            metrics,
+        } = self;
+        let shared = Arc::new(conn::Shared::new(
+            &config,
+            #[cfg(feature = "metrics")]
+            metrics,
+        ));
+        Box::pin(async move {
+            match shutdown {
+                None => accept_loop(listener, service, shared, std::future::pending()).await,
+                Some(shutdown) => {
+                    // `run` marks readiness ready as it starts the accept loop.
+                    let stop = shutdown.stop_accepting();
+                    shutdown
+                        .run(accept_loop(listener, service, shared, stop))
+                        .await;
+                }
+            }
             Ok(())
-        }
-        Some(shutdown) => {
-            // `run` marks readiness ready as it starts the accept loop.
-            let stop = shutdown.stop_accepting();
-            shutdown
-                .run(accept_loop(listener, service, shared, stop))
-                .await;
-            Ok(())
-        }
+        })
     }
 }
 
