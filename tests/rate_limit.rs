@@ -328,6 +328,9 @@ async fn auth_after_the_limiter_limits_nothing_and_warns_once() {
             .with_writer(cap.clone()),
     );
     let _guard = tracing::subscriber::set_default(subscriber);
+    // The warning's callsite is shared with tests that run without a
+    // subscriber; ask every callsite again now that this one is in place.
+    tracing::callsite::rebuild_interest_cache();
     let layer = RateLimitLayer::new()
         .clock(RateLimitClock::manual())
         .policy(

@@ -24,6 +24,12 @@ use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::test]
 async fn one_value_applies_every_layer() {
+    // A subscriber of its own: the request lines' callsites are shared with the
+    // other tests of this binary, and one first reached on a thread without any
+    // subscriber could be cached as disabled for the tests that capture lines.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(JsonLayer::new(std::io::sink)),
+    );
     let stack = Stack::new().body_limit(BodyLimitLayer::new(8)).for_axum();
     let app = Router::new()
         .route("/users/{id}", get(|| async { "user" }))
