@@ -33,10 +33,13 @@ fn check(r: &Redactor, removes: bool, value: &Value, body: &str) {
             }
         }
         Value::Array(items) => items.iter().for_each(|item| check(r, removes, item, body)),
-        // JSON held in a string is redacted too.
+        // JSON held in a string is redacted too. Its secrets may come out
+        // masked even with `Remove`: a string that was not valid JSON before
+        // (a raw control character, say) is redacted as free text, and may
+        // parse once its secret is replaced.
         Value::String(s) if s.starts_with(['{', '[']) => {
             if let Ok(inner) = serde_json::from_str::<Value>(s) {
-                check(r, removes, &inner, body);
+                check(r, false, &inner, body);
             }
         }
         _ => {}
