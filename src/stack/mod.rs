@@ -264,21 +264,7 @@ impl<A> Stack<AnyBody, A> {
     #[cfg(feature = "axum")]
     #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn for_axum(self) -> Stack<AxumBody, A> {
-        Stack {
-            request_id: self.request_id,
-            client_ip: self.client_ip,
-            log: self.log,
-            #[cfg(feature = "metrics")]
-            metrics: self.metrics,
-            security_headers: self.security_headers,
-            error: self.error,
-            timeout: self.timeout,
-            #[cfg(feature = "rate-limit")]
-            rate_limit: self.rate_limit,
-            auth: self.auth,
-            body_limit: self.body_limit.for_axum(),
-            health: self.health,
-        }
+        self.rebuild(BodyLimitLayer::for_axum, |auth| auth)
     }
 }
 
@@ -426,6 +412,16 @@ impl<M, A> Stack<M, A> {
     /// # }
     /// ```
     pub fn auth<L>(self, layer: L) -> Stack<M, L> {
+        self.rebuild(|body_limit| body_limit, |_| layer)
+    }
+
+    /// The same stack with the two layers that set its type parameters
+    /// replaced: the one place every field is moved across.
+    fn rebuild<M2, A2>(
+        self,
+        body_limit: impl FnOnce(BodyLimitLayer<M>) -> BodyLimitLayer<M2>,
+        auth: impl FnOnce(A) -> A2,
+    ) -> Stack<M2, A2> {
         Stack {
             request_id: self.request_id,
             client_ip: self.client_ip,
@@ -437,8 +433,8 @@ impl<M, A> Stack<M, A> {
             timeout: self.timeout,
             #[cfg(feature = "rate-limit")]
             rate_limit: self.rate_limit,
-            auth: layer,
-            body_limit: self.body_limit,
+            auth: auth(self.auth),
+            body_limit: body_limit(self.body_limit),
             health: self.health,
         }
     }
