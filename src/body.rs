@@ -1,6 +1,9 @@
-//! The response body of layers that may answer on their own.
+//! The bodies shared by the layers: the response body of layers that may answer
+//! on their own, and the request body kept for the log line.
 
+use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -225,5 +228,37 @@ mod tests {
         assert_eq!(inner.collect().await.unwrap().to_bytes(), "xy");
         let empty: ResponseBody<Full<Bytes>> = ResponseBody::empty();
         assert!(empty.is_end_stream());
+    }
+}
+
+/// The request body, kept for the log line when body capture is on.
+///
+/// [`RequestLogLayer::capture_bodies`](crate::log::RequestLogLayer::capture_bodies) puts one in the request extensions; the
+/// crate's [`Json`](crate::error::Json) extractor records the bytes it read into it,
+/// and so can any extractor of yours. The log line gets the body redacted and
+/// capped as `request_body`. Cheap to clone; recording keeps a reference to the
+/// bytes, not a copy.
+#[derive(Clone, Default)]
+pub struct BodyCapture(Arc<Mutex<Option<Bytes>>>);
+
+impl BodyCapture {
+    /// Records the request body (the last call wins).
+    pub fn record(&self, body: Bytes) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+    }
+
+    pub(crate) fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl fmt::Debug for BodyCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self
+            .0
+            .lock()
+            .map(|b| b.as_ref().map(Bytes::len))
+            .unwrap_or(None);
+        f.debug_struct("BodyCapture").field("len", &len).finish()
     }
 }

@@ -134,19 +134,39 @@ pub(crate) fn parse_ms(
     min: u64,
     errors: &mut ConfigError,
 ) -> Duration {
-    const MAX: u64 = 24 * 60 * 60 * 1000;
-    let Some(raw) = var(name, errors) else {
-        return default;
-    };
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+    ms(name, min..=DAY, errors).unwrap_or(default)
+}
+
+/// The one millisecond parser: a whole number of milliseconds in `range` from
+/// `name`, or `None` when the variable is unset or invalid (then recorded in
+/// `errors`).
+pub(crate) fn ms(
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+    errors: &mut ConfigError,
+) -> Option<Duration> {
+    let raw = var(name, errors)?;
+    ms_value(name, &raw, range, errors)
+}
+
+fn ms_value(
+    name: &str,
+    raw: &str,
+    range: std::ops::RangeInclusive<u64>,
+    errors: &mut ConfigError,
+) -> Option<Duration> {
     match raw.parse::<u64>() {
-        Ok(ms) if (min..=MAX).contains(&ms) => Duration::from_millis(ms),
+        Ok(ms) if range.contains(&ms) => Some(Duration::from_millis(ms)),
         _ => {
-            errors.push(
-                name,
-                &raw,
-                format!("a whole number of milliseconds from {min} to {MAX}"),
-            );
-            default
+            let (min, max) = (range.start(), range.end());
+            let expected = if *max == u64::MAX {
+                format!("a whole number of milliseconds of at least {min}")
+            } else {
+                format!("a whole number of milliseconds from {min} to {max}")
+            };
+            errors.push(name, raw, expected);
+            None
         }
     }
 }
@@ -154,6 +174,45 @@ pub(crate) fn parse_ms(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds() {
+        let mut errors = ConfigError::default();
+        let ms = |raw, errors: &mut ConfigError| ms_value("T_MS", raw, 1..=86_400_000, errors);
+        assert_eq!(ms("250", &mut errors), Some(Duration::from_millis(250)));
+        assert_eq!(
+            ms("86400000", &mut errors),
+            Some(Duration::from_secs(86_400))
+        );
+        assert!(errors.problems().is_empty());
+        for bad in [
+            "0",
+            "30s",
+            "-5",
+            "1.5",
+            "",
+            " 5",
+            "86400001",
+            "99999999999999999999",
+        ] {
+            assert_eq!(ms(bad, &mut errors), None, "{bad:?}");
+        }
+        assert_eq!(errors.problems().len(), 8);
+        let text = errors.to_string();
+        assert!(
+            text.contains(
+                "T_MS=\"30s\": expected a whole number of milliseconds from 1 to 86400000"
+            ),
+            "{text}"
+        );
+        let mut errors = ConfigError::default();
+        assert_eq!(
+            ms_value("S_MS", "0", 0..=u64::MAX, &mut errors),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(ms_value("S_MS", "x", 0..=u64::MAX, &mut errors), None);
+        assert!(errors.to_string().contains("of at least 0"), "{errors}");
+    }
 
     #[test]
     fn lists_every_problem() {

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue};
 
-use crate::body_limit::{layer, routes::Routes};
+use crate::body_limit::layer;
 use crate::client_ip::parse::{self, Node};
+use crate::paths::PathRules;
 use crate::request_id::RequestId;
 
 /// One hop of a forwarding header as the client-IP walk judges it.
@@ -81,7 +82,7 @@ pub fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, LengthError> 
 /// The index of the first of `patterns` that matches `path`, under the per-route
 /// grammar of the body-limit and timeout layers.
 pub fn route_index(patterns: &[&str], path: &str) -> Option<usize> {
-    let mut routes = Routes::default();
+    let mut routes = PathRules::default();
     for (i, pattern) in patterns.iter().enumerate() {
         routes.push(pattern, i);
     }

@@ -76,6 +76,10 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// The boxed error every layer's body and check errors convert into: the one
+/// error type of the crate's own bodies, health checks and server.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub mod body;
 pub mod body_limit;
 pub mod client_ip;

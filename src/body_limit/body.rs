@@ -10,8 +10,7 @@ use pin_project_lite::pin_project;
 
 use crate::request_id::RequestId;
 
-/// A boxed error, as the request body of [`BodyLimit`](super::BodyLimit) reports it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// What the request body wrapper and the response future share: whether the limit
 /// was hit, and what the 413 must say.

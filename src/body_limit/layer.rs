@@ -11,10 +11,10 @@ use tower_service::Service;
 use super::body::{Limited, Shared};
 use super::future::ResponseFuture;
 use super::mode::RequestMode;
-use super::routes::Routes;
 use crate::body::{AnyBody, ResponseMode};
 use crate::config::{self, ConfigError};
 use crate::error::Renderer;
+use crate::paths::PathRules;
 use crate::request_id::RequestId;
 
 /// The default limit: 1 MiB.
@@ -26,7 +26,7 @@ pub const DEFAULT_LIMIT: u64 = 1 << 20;
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     default: u64,
-    routes: Option<Arc<Routes<u64>>>,
+    routes: Option<Arc<PathRules<u64>>>,
     /// `None` is the default problem+json renderer, made only when rejecting.
     pub(crate) renderer: Option<Renderer>,
 }
@@ -89,7 +89,7 @@ impl BodyLimitLayer {
         let value = config::var("BODY_LIMIT_BYTES", &mut errors);
         let limit = limit_from(value.as_deref(), &mut errors);
         let mut layer = Self::new(limit);
-        layer.config.renderer = renderer_from_env(&mut errors);
+        layer.config.renderer = Renderer::from_env_if_set(&mut errors);
         errors.into_result(layer)
     }
 }
@@ -321,18 +321,6 @@ pub(crate) fn parse_digits(bytes: &[u8]) -> Option<u64> {
     })
 }
 
-/// The renderer chosen by `ERROR_FORMAT`; `None` when the variable is unset, so
-/// the default renderer costs nothing per request.
-pub(crate) fn renderer_from_env(errors: &mut ConfigError) -> Option<Renderer> {
-    match Renderer::from_env() {
-        Ok(renderer) => config::var("ERROR_FORMAT", errors).map(|_| renderer),
-        Err(e) => {
-            errors.merge(e);
-            None
-        }
-    }
-}
-
 fn limit_from(value: Option<&str>, errors: &mut ConfigError) -> u64 {
     match value {
         None => DEFAULT_LIMIT,
@@ -347,7 +335,7 @@ fn limit_from(value: Option<&str>, errors: &mut ConfigError) -> u64 {
     }
 }
 
-pub(crate) fn parse_whole(text: &str) -> Option<u64> {
+fn parse_whole(text: &str) -> Option<u64> {
     parse_digits(text.as_bytes())
 }
 

@@ -103,12 +103,10 @@ mod body;
 mod future;
 pub(crate) mod layer;
 mod mode;
-pub(crate) mod routes;
 
-pub use self::body::{BoxError, LengthLimitError, Limited};
+pub use self::body::{LengthLimitError, Limited};
 pub use self::future::ResponseFuture;
 pub use self::layer::{BodyLimit, BodyLimitLayer, DEFAULT_LIMIT};
-pub(crate) use self::layer::{parse_whole, renderer_from_env};
 pub use self::mode::RequestMode;
 #[cfg(feature = "axum")]
 pub use crate::body::AxumBody;

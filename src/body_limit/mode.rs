@@ -32,7 +32,7 @@ impl<B> RequestMode<B> for AnyBody {
 impl<B> RequestMode<B> for AxumBody
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<super::BoxError>,
+    B::Error: Into<crate::BoxError>,
 {
     type ReqBody = axum::body::Body;
 

@@ -84,7 +84,7 @@ where
         if !is_json(req.headers()) {
             return Err(unsupported_media_type("application/json"));
         }
-        let capture = req.extensions().get::<crate::log::BodyCapture>().cloned();
+        let capture = req.extensions().get::<crate::body::BodyCapture>().cloned();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|r| body_problem(r.status(), r))?;

@@ -13,9 +13,9 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::for_log;
-use super::layer::BoxError;
 use super::report::{Capture, Caught};
 use super::{Code, Problem, Renderer, chain};
+use crate::BoxError;
 use crate::body::{AnyBody, ResponseBody, ResponseMode};
 use crate::request_id::RequestId;
 

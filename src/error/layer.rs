@@ -16,8 +16,7 @@ use super::report::{Capture, Caught, ErrorReporter};
 use crate::body::{AnyBody, ResponseMode};
 use crate::config::ConfigError;
 
-/// A boxed error, as tower middleware produces them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// Turns panics, service errors and plain error responses into [`Problem`]
 /// responses. See the [module docs](super#the-error-layer).

@@ -278,7 +278,7 @@ mod report;
 pub use self::extract::{Form, Json, Path, Query};
 pub use self::future::ResponseFuture;
 pub(crate) use self::future::media_type;
-pub use self::layer::{BoxError, ErrorLayer, ErrorService};
+pub use self::layer::{ErrorLayer, ErrorService};
 pub(crate) use self::log::for_log;
 pub use self::problem::{Code, FieldError, Location, Problem};
 pub(crate) use self::render::chain;

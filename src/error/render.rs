@@ -158,6 +158,19 @@ impl Renderer {
         errors.into_result(Self::format(format))
     }
 
+    /// The renderer chosen by `ERROR_FORMAT`, for the layers that answer by
+    /// themselves; `None` when the variable is unset, so the default renderer
+    /// costs nothing per request. A bad value is recorded in `errors`.
+    pub(crate) fn from_env_if_set(errors: &mut ConfigError) -> Option<Self> {
+        match Self::from_env() {
+            Ok(renderer) => config::var("ERROR_FORMAT", errors).map(|_| renderer),
+            Err(e) => {
+                errors.merge(e);
+                None
+            }
+        }
+    }
+
     /// The development switch: show the source error of 5xx problems to clients.
     /// Never turn it on in production.
     pub fn expose_internal(mut self, on: bool) -> Self {

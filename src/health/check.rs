@@ -1,4 +1,3 @@
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,9 +7,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
-/// The error a check fails with: any error type converts into it, and so does a
-/// `&str` or `String` (`Err("replica lag too high".into())`).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// The future returned by [`HealthCheck::check`].
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
@@ -249,17 +246,10 @@ impl<F: Future> Future for CatchUnwind<F> {
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+            Err(payload) => Poll::Ready(Err(format!(
+                "check panicked: {}",
+                crate::panics::message(payload.as_ref())
+            ))),
         }
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("check panicked: {s}")
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("check panicked: {s}")
-    } else {
-        "check panicked".to_owned()
     }
 }

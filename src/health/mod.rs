@@ -108,7 +108,7 @@ pub use self::builtin::RedisCheck;
 pub use self::builtin::TcpCheck;
 #[cfg(target_os = "linux")]
 pub use self::builtin::{DiskCheck, MemoryCheck};
-pub use self::check::{BoxError, CheckFuture, FnCheck, HealthCheck, check_fn};
+pub use self::check::{CheckFuture, FnCheck, HealthCheck, check_fn};
 pub use self::readiness::{Readiness, ReadinessState};
 pub use self::registry::{
     BackgroundTasks, CheckResult, CheckStatus, DEFAULT_CACHE_TTL, DEFAULT_CHECK_TIMEOUT,

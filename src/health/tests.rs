@@ -1,3 +1,4 @@
+use crate::BoxError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -16,6 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Level, Span};
 
+pub use crate::body::BodyCapture;
 use crate::client_ip::ClientIp;
 use crate::config::{self, ConfigError};
 use crate::error::Problem;
@@ -123,38 +124,6 @@ impl fmt::Debug for LogFields {
     }
 }
 
-/// The request body, kept for the log line when body capture is on.
-///
-/// [`RequestLogLayer::capture_bodies`] puts one in the request extensions; the
-/// crate's [`Json`](crate::error::Json) extractor records the bytes it read into it,
-/// and so can any extractor of yours. The log line gets the body redacted and
-/// capped as `request_body`. Cheap to clone; recording keeps a reference to the
-/// bytes, not a copy.
-#[derive(Clone, Default)]
-pub struct BodyCapture(Arc<Mutex<Option<Bytes>>>);
-
-impl BodyCapture {
-    /// Records the request body (the last call wins).
-    pub fn record(&self, body: Bytes) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
-    }
-
-    fn take(&self) -> Option<Bytes> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-impl fmt::Debug for BodyCapture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = self
-            .0
-            .lock()
-            .map(|b| b.as_ref().map(Bytes::len))
-            .unwrap_or(None);
-        f.debug_struct("BodyCapture").field("len", &len).finish()
-    }
-}
-
 /// Chooses the level of a request's line from its status (before the slow-request
 /// rule raises it).
 pub type LevelPolicy = fn(StatusCode) -> Level;
@@ -229,11 +198,8 @@ impl RequestLogLayer {
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let mut layer = Self::new();
-        if let Some(v) = config::var("SLOW_REQUEST_MS", &mut errors) {
-            match v.parse::<u64>() {
-                Ok(ms) => layer = layer.slow_after(Duration::from_millis(ms)),
-                Err(_) => errors.push("SLOW_REQUEST_MS", &v, "a whole number of milliseconds"),
-            }
+        if let Some(slow) = config::ms("SLOW_REQUEST_MS", 0..=u64::MAX, &mut errors) {
+            layer = layer.slow_after(slow);
         }
         errors.into_result(layer)
     }

@@ -140,12 +140,10 @@ impl RateLimitLayer {
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let max = read_number(&mut errors, "RATE_LIMIT_MAX_REQUESTS", 100);
-        let window = read_number(&mut errors, "RATE_LIMIT_WINDOW_MS", 60_000);
-        let quota = match (
-            u32::try_from(max),
-            Quota::try_per(1, Duration::from_millis(window)),
-        ) {
-            (Ok(max), Ok(_)) => Quota::try_per(max, Duration::from_millis(window)).map_err(|e| {
+        let window = config::ms("RATE_LIMIT_WINDOW_MS", 1..=u64::MAX, &mut errors)
+            .unwrap_or(Duration::from_secs(60));
+        let quota = match (u32::try_from(max), Quota::try_per(1, window)) {
+            (Ok(max), Ok(_)) => Quota::try_per(max, window).map_err(|e| {
                 errors.push("RATE_LIMIT_MAX_REQUESTS", &max.to_string(), e.to_string());
             }),
             (Err(_), _) => {
@@ -156,8 +154,9 @@ impl RateLimitLayer {
                 );
                 Err(())
             }
-            (_, Err(_)) => {
-                errors.push("RATE_LIMIT_WINDOW_MS", &window.to_string(), "at least 1");
+            (_, Err(e)) => {
+                let ms = window.as_millis().to_string();
+                errors.push("RATE_LIMIT_WINDOW_MS", &ms, e.to_string());
                 Err(())
             }
         };

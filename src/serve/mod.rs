@@ -282,7 +282,7 @@ impl<S> Serve<S> {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 impl<S, B> IntoFuture for Serve<S>
 where

@@ -7,9 +7,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use crate::body_limit::routes::Routes;
 use crate::config::{self, ConfigError};
 use crate::error::Renderer;
+use crate::paths::PathRules;
 
 /// The default timeout: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,7 +19,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     default: Duration,
-    routes: Option<Arc<Routes<Duration>>>,
+    routes: Option<Arc<PathRules<Duration>>>,
     pub(crate) status: StatusCode,
     /// `None` is the default problem+json renderer, made only on expiry.
     pub(crate) renderer: Option<Renderer>,
@@ -45,14 +45,13 @@ impl TimeoutLayer {
         }
     }
 
-    /// Reads `REQUEST_TIMEOUT_MS` (whole milliseconds, at least 1; default 30000)
+    /// Reads `REQUEST_TIMEOUT_MS` (whole milliseconds, 1 to a day; default 30000)
     /// and `ERROR_FORMAT` (see [`Renderer::from_env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
-        let value = config::var("REQUEST_TIMEOUT_MS", &mut errors);
-        let timeout = timeout_from(value.as_deref(), &mut errors);
+        let timeout = config::parse_ms("REQUEST_TIMEOUT_MS", DEFAULT_TIMEOUT, 1, &mut errors);
         let mut layer = Self::new(timeout);
-        layer.config.renderer = crate::body_limit::renderer_from_env(&mut errors);
+        layer.config.renderer = Renderer::from_env_if_set(&mut errors);
         errors.into_result(layer)
     }
 
@@ -80,23 +79,6 @@ impl TimeoutLayer {
     /// The timeout of requests that match no route rule.
     pub fn timeout(&self) -> Duration {
         self.config.default
-    }
-}
-
-fn timeout_from(value: Option<&str>, errors: &mut ConfigError) -> Duration {
-    match value {
-        None => DEFAULT_TIMEOUT,
-        Some(text) => match crate::body_limit::parse_whole(text) {
-            Some(ms) if ms > 0 => Duration::from_millis(ms),
-            _ => {
-                errors.push(
-                    "REQUEST_TIMEOUT_MS",
-                    text,
-                    "a whole number of milliseconds of at least 1, such as 30000",
-                );
-                DEFAULT_TIMEOUT
-            }
-        },
     }
 }
 
@@ -191,26 +173,5 @@ where
         let request_id = crate::request_id::for_later(req.extensions());
         let future = self.inner.call(req);
         ResponseFuture::new(future, deadline, timeout, request_id, config)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_values() {
-        let mut errors = ConfigError::default();
-        assert_eq!(timeout_from(None, &mut errors), DEFAULT_TIMEOUT);
-        assert_eq!(
-            timeout_from(Some("250"), &mut errors),
-            Duration::from_millis(250)
-        );
-        assert!(errors.problems().is_empty());
-        for bad in ["0", "30s", "-5", "1.5"] {
-            assert_eq!(timeout_from(Some(bad), &mut errors), DEFAULT_TIMEOUT);
-        }
-        assert_eq!(errors.problems().len(), 4);
-        assert!(errors.to_string().contains("REQUEST_TIMEOUT_MS=\"30s\""));
     }
 }

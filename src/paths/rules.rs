@@ -1,4 +1,5 @@
-//! Per-route settings matched on the request path, shared by the limit layers.
+//! Per-route settings matched on the request path: the per-route limits of the
+//! body-limit and timeout layers.
 
 /// A list of `(pattern, value)` rules.
 ///
@@ -9,11 +10,11 @@
 /// are not `/upload`. The first rule that matches wins, in the order they were
 /// added.
 #[derive(Clone, Debug)]
-pub(crate) struct Routes<T> {
+pub(crate) struct PathRules<T> {
     rules: Vec<(Pattern, T)>,
 }
 
-impl<T> Default for Routes<T> {
+impl<T> Default for PathRules<T> {
     fn default() -> Self {
         Self { rules: Vec::new() }
     }
@@ -25,7 +26,7 @@ enum Pattern {
     Prefix(Box<str>),
 }
 
-impl<T: Copy> Routes<T> {
+impl<T: Copy> PathRules<T> {
     pub(crate) fn push(&mut self, pattern: &str, value: T) {
         let pattern = match pattern.strip_suffix("/*") {
             Some(prefix) => Pattern::Prefix(prefix.into()),
@@ -58,7 +59,7 @@ mod tests {
 
     #[test]
     fn exact_prefix_and_order() {
-        let mut r = Routes::default();
+        let mut r = PathRules::default();
         r.push("/upload", 1);
         r.push("/files/*", 2);
         r.push("/*", 3);
@@ -68,10 +69,10 @@ mod tests {
         assert_eq!(r.get("/files/a/b"), Some(2));
         assert_eq!(r.get("/filesystem"), Some(3));
         assert_eq!(r.get(""), Some(3));
-        let mut only = Routes::default();
+        let mut only = PathRules::default();
         only.push("/a", 1);
         assert_eq!(only.get("/A"), None);
         assert_eq!(only.get("/%61"), None);
-        assert_eq!(Routes::<u8>::default().get("/a"), None);
+        assert_eq!(PathRules::<u8>::default().get("/a"), None);
     }
 }

@@ -16,6 +16,9 @@
 
 use std::sync::Arc;
 
+mod rules;
+pub(crate) use self::rules::PathRules;
+
 /// Exact paths and prefixes (a pattern ending in `/*` matches the prefix itself
 /// and everything below it; one ending in `*` matches any path starting with what
 /// precedes it). Cheap to clone.
