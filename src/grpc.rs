@@ -5,25 +5,13 @@ use http::header::CONTENT_TYPE;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, Uri};
 
-use crate::error::media_type;
-
 pub(crate) static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// Longest method path taken as a route. Real ones are far shorter
 /// (`/google.cloud.bigquery.storage.v1.BigQueryRead/CreateReadSession` is 66).
 const MAX_METHOD_PATH: usize = 256;
 
-/// Whether the request is a gRPC call over HTTP/2 (not gRPC-Web):
-/// `application/grpc` or `application/grpc+<codec>`, parameters ignored.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|(ty, sub)| {
-        ty.eq_ignore_ascii_case("application")
-            && (sub.eq_ignore_ascii_case("grpc")
-                || sub
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("grpc+")))
-    })
-}
+pub(crate) use crate::media::is_grpc;
 
 /// The method path of a gRPC call, `/<package>.<Service>/<Method>`, to use as its
 /// route: only for a gRPC request, without a query, whose path has exactly that

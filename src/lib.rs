@@ -94,6 +94,7 @@ mod grpc;
 pub mod health;
 mod json;
 pub mod log;
+mod media;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;

@@ -15,13 +15,13 @@ use axum::extract::{
 };
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
-use super::future::{ends_with_ignore_case, media_type};
 use super::{Code, FieldError, Problem};
+use crate::media::is_json;
 
 /// The `rejected_by` of extractor rejections.
 const REJECTED_BY: &str = "extract";
@@ -218,13 +218,6 @@ fn cap(message: &str) -> Cow<'_, str> {
         out.push_str("...");
     }
     Cow::Owned(out)
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|(ty, sub)| {
-        ty.eq_ignore_ascii_case("application")
-            && (sub.eq_ignore_ascii_case("json") || ends_with_ignore_case(sub, "+json"))
-    })
 }
 
 fn unsupported_media_type(expected: &str) -> Problem {

@@ -6,9 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
 use http::response::Parts;
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
@@ -17,6 +16,7 @@ use super::report::{Capture, Caught};
 use super::{Code, Problem, Renderer, chain};
 use crate::BoxError;
 use crate::body::{AnyBody, ResponseBody, ResponseMode};
+use crate::media::{is_json, is_text_plain};
 use crate::request_id::RequestId;
 
 /// The largest plain-text error body read to become a problem's detail. Framework
@@ -288,32 +288,6 @@ fn verdict<B: Body>(response: &Response<B>, renderer: &Renderer, knows_id: bool)
 }
 
 /// `application/json` or any `application/*+json`, parameters ignored.
-fn is_json(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|(ty, sub)| {
-        ty.eq_ignore_ascii_case("application")
-            && (sub.eq_ignore_ascii_case("json") || ends_with_ignore_case(sub, "+json"))
-    })
-}
-
-fn is_text_plain(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|(ty, sub)| {
-        ty.eq_ignore_ascii_case("text") && sub.eq_ignore_ascii_case("plain")
-    })
-}
-
-/// The type and subtype of the `content-type` header.
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<(&str, &str)> {
-    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim();
-    let (ty, sub) = essence.split_once('/')?;
-    (!ty.is_empty() && !sub.is_empty()).then_some((ty, sub))
-}
-
-pub(crate) fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
-    s.len() >= suffix.len()
-        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-}
-
 /// The envelope for a plain error response. `text` is its body when it was read.
 fn rewrite_plain<B>(
     renderer: &Renderer,
@@ -467,7 +441,7 @@ mod tests {
                     .as_deref()
                     .and_then(|c| HeaderValue::from_str(c).ok())
                 {
-                    res.headers_mut().insert(CONTENT_TYPE, ct);
+                    res.headers_mut().insert(http::header::CONTENT_TYPE, ct);
                 }
                 async move { Ok::<_, Infallible>(res) }
             }));
@@ -475,24 +449,6 @@ mod tests {
             let body = body.collect().await.unwrap().to_bytes();
             (Response::from_parts(parts, ()), body)
         })
-    }
-
-    #[test]
-    fn media_types() {
-        let mut h = HeaderMap::new();
-        for (ct, json, text) in [
-            ("application/json", true, false),
-            ("Application/JSON; charset=utf-8", true, false),
-            ("application/problem+json", true, false),
-            ("application/jsonp", false, false),
-            ("text/plain;charset=utf-8", false, true),
-            ("text/plain-ish", false, false),
-            ("json", false, false),
-            ("/", false, false),
-        ] {
-            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-            assert_eq!((is_json(&h), is_text_plain(&h)), (json, text), "{ct}");
-        }
     }
 
     proptest! {

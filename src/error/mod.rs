@@ -277,7 +277,6 @@ mod report;
 #[cfg(feature = "axum")]
 pub use self::extract::{Form, Json, Path, Query};
 pub use self::future::ResponseFuture;
-pub(crate) use self::future::media_type;
 pub use self::layer::{ErrorLayer, ErrorService};
 pub(crate) use self::log::for_log;
 pub use self::problem::{Code, FieldError, Location, Problem};

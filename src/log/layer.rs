@@ -452,18 +452,6 @@ where
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            let m = m.trim();
-            m.eq_ignore_ascii_case("application/json")
-                || (m.len() > 5 && m[m.len() - 5..].eq_ignore_ascii_case("+json"))
-        })
-}
-
 /// A captured body for the log line: redacted JSON, or a placeholder.
 fn captured(redactor: &Redactor, body: &[u8], total: u64, limit: usize) -> serde_json::Value {
     if total > limit as u64 || body.len() as u64 != total {
@@ -621,7 +609,7 @@ where
                     response_body: pending
                         .config
                         .capture
-                        .filter(|_| is_json(&parts.headers))
+                        .filter(|_| crate::media::is_json(&parts.headers))
                         .map(|_| Vec::new()),
                 });
                 let body = if body.is_end_stream() {
