@@ -85,6 +85,7 @@ pub mod body_limit;
 pub mod client_ip;
 pub mod config;
 pub mod error;
+mod error_chain;
 // Entry points for the fuzz targets in `fuzz/`; not a public API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

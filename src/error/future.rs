@@ -13,9 +13,10 @@ use pin_project_lite::pin_project;
 
 use super::for_log;
 use super::report::{Capture, Caught};
-use super::{Code, Problem, Renderer, chain};
+use super::{Code, Problem, Renderer};
 use crate::BoxError;
 use crate::body::{AnyBody, ResponseBody, ResponseMode};
+use crate::error_chain::{joined, links};
 use crate::media::{is_json, is_text_plain};
 use crate::request_id::RequestId;
 
@@ -372,7 +373,7 @@ fn error_problem(error: BoxError, request_id: Option<&RequestId>) -> Problem {
         problem.request_id = request_id.cloned();
     }
     let id = problem.get_request_id().map(RequestId::as_str);
-    let text = chain(&*error);
+    let text = joined(&*error);
     if detail.is_empty() {
         tracing::error!(request_id = id, error = %for_log(&text), "request failed");
     } else {
@@ -398,7 +399,7 @@ fn log_source(problem: &mut Problem) {
             code = problem.get_code().as_str(),
             rejected_by = problem.get_rejected_by(),
             request_id = problem.get_request_id().map(RequestId::as_str),
-            error = %for_log(&chain(source)),
+            error = %for_log(&joined(source)),
             "request failed"
         );
     }
@@ -406,14 +407,7 @@ fn log_source(problem: &mut Problem) {
 
 /// Whether `error` or one of its sources is an `E`.
 fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<E>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
+    links(error).any(|e| e.is::<E>())
 }
 
 #[cfg(test)]

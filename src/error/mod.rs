@@ -280,7 +280,6 @@ pub use self::future::ResponseFuture;
 pub use self::layer::{ErrorLayer, ErrorService};
 pub(crate) use self::log::for_log;
 pub use self::problem::{Code, FieldError, Location, Problem};
-pub(crate) use self::render::chain;
 pub use self::render::{ErrorFormat, RenderProblem, Renderer};
 pub use self::report::{
     DEFAULT_REPORT_QUEUE, ErrorReport, ErrorReporter, PanicLocation, PanicReport, ReportError,

@@ -11,6 +11,7 @@ use super::problem::RenderMark;
 use super::{Location, Problem};
 use crate::body::ResponseBody;
 use crate::config::{self, ConfigError};
+use crate::error_chain::joined;
 use crate::json::push_str;
 use crate::time::rfc3339_millis;
 
@@ -255,23 +256,11 @@ fn public_detail(problem: &Problem, expose_internal: bool) -> Option<String> {
         expose_internal && problem.status.is_server_error(),
     ) {
         (Some(source), true) => Some(match detail {
-            Some(d) => format!("{d}: {}", chain(source.as_ref())),
-            None => chain(source.as_ref()),
+            Some(d) => format!("{d}: {}", joined(source.as_ref())),
+            None => joined(source.as_ref()),
         }),
         _ => detail.map(str::to_owned),
     }
-}
-
-/// An error and its sources, joined with `: `.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut next = error.source();
-    while let Some(e) = next {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        next = e.source();
-    }
-    out
 }
 
 struct ProblemJson;

@@ -512,16 +512,9 @@ impl Pending {
 
 /// Each link of an error chain, prepared for the report as for the log.
 fn chain_of(error: &(dyn Error + 'static)) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut next = Some(error);
-    // A chain that loops (a buggy `source`) must not hang the reporter.
-    while let Some(e) = next
-        && out.len() < 64
-    {
-        out.push(for_log(&e.to_string()).into_owned());
-        next = e.source();
-    }
-    out
+    crate::error_chain::links(error)
+        .map(|e| for_log(&e.to_string()).into_owned())
+        .collect()
 }
 
 #[cfg(test)]

@@ -710,18 +710,17 @@ pub(crate) fn aggregate<'a>(results: impl Iterator<Item = &'a CheckResult>) -> H
     status
 }
 
+/// The first links of the chain: a few are enough, the text is capped anyway.
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    // A few levels are enough; the text is capped anyway.
-    for _ in 0..4 {
-        let Some(s) = source else { break };
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+    let mut text = String::new();
+    for (i, e) in crate::error_chain::links(error).take(5).enumerate() {
+        if i > 0 {
+            text.push_str(": ");
+        }
+        text.push_str(&e.to_string());
         if text.len() > MAX_ERROR_CHARS * 4 {
             break;
         }
-        source = s.source();
     }
     text
 }

@@ -318,7 +318,7 @@ impl Visit for ValueVisitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, |v| v.str(&crate::error::chain(value)));
+        self.put(field, |v| v.str(&crate::error_chain::joined(value)));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -540,7 +540,7 @@ impl Visit for LineVisitor<'_, '_> {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         if self.key(field) {
-            self.values.str(&crate::error::chain(value));
+            self.values.str(&crate::error_chain::joined(value));
         }
     }
 
