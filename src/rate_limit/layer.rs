@@ -1812,17 +1812,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn background_cleanup_drops_idle_keys_and_ends_with_the_layer() {
-        let layer =
-            RateLimitLayer::with_quota(Quota::per_second(10)).cleanup_every(Duration::from_secs(5));
+        let (layer, clock) = manual(Quota::per_second(10));
+        let layer = layer.cleanup_every(Duration::from_secs(5));
         let (svc, _) = app(&layer);
         for i in 0..50u8 {
             send(&svc, req("/", &format!("10.0.0.{i}:1"))).await;
         }
         assert_eq!(layer.len(), 50);
-        // The system clock does not follow tokio's paused clock: wait for real time
-        // to make the keys idle (their state is older than one interval), then let
-        // the task tick.
-        std::thread::sleep(Duration::from_millis(250));
+        // Tokio's paused clock drives the task's ticks; the limiter's own clock
+        // says how old the keys are. While they are fresh, ticks keep them.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(layer.len(), 50);
+        clock.advance(Duration::from_secs(1));
         tokio::time::sleep(Duration::from_secs(11)).await;
         assert_eq!(layer.len(), 0);
         let weak = Arc::downgrade(&layer.shared.local);
