@@ -536,6 +536,14 @@ mod tests {
     use super::*;
     use crate::health::ReadinessState;
 
+    /// `shutdown.run(server)`, failing the test instead of hanging it: on the
+    /// paused clock the hour passes as soon as every task waits.
+    async fn run<F: Future>(shutdown: &Shutdown, server: F) -> Option<F::Output> {
+        tokio::time::timeout(Duration::from_secs(3600), shutdown.run(server))
+            .await
+            .expect("run returns")
+    }
+
     fn coordinator(delay_ms: u64, timeout_ms: u64) -> Shutdown {
         Shutdown::builder()
             .drain_delay(Duration::from_millis(delay_ms))
@@ -574,7 +582,7 @@ mod tests {
             trigger.trigger();
         });
         let started = Instant::now();
-        assert_eq!(shutdown.run(server).await, Some(7));
+        assert_eq!(run(&shutdown, server).await, Some(7));
         assert_eq!(started.elapsed(), Duration::from_secs(1 + 5 + 2));
         let (state, waited) = observed.lock().unwrap().take().unwrap();
         assert_eq!(state, ReadinessState::Draining);
@@ -611,7 +619,7 @@ mod tests {
         };
         shutdown.trigger();
         let started = Instant::now();
-        assert_eq!(shutdown.run(server).await, None);
+        assert_eq!(run(&shutdown, server).await, None);
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         assert!(cut.load(Ordering::SeqCst), "the server future was dropped");
         assert!(hooked.load(Ordering::SeqCst), "hooks run after a cut");
@@ -634,11 +642,11 @@ mod tests {
         });
         shutdown.trigger();
         let started = Instant::now();
-        assert_eq!(shutdown.run(async {}).await, Some(()));
+        assert_eq!(run(&shutdown, async {}).await, Some(()));
         assert_eq!(started.elapsed(), Duration::from_millis(500));
         assert_eq!(ran.load(Ordering::SeqCst), 1);
         // Hooks run once only.
-        assert_eq!(shutdown.run(async {}).await, Some(()));
+        assert_eq!(run(&shutdown, async {}).await, Some(()));
         assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
 
@@ -650,7 +658,7 @@ mod tests {
         shutdown.hook("flush", Duration::from_secs(1), move || async move {
             flag.store(true, Ordering::SeqCst);
         });
-        let out = shutdown.run(async { Err::<(), _>("bind failed") }).await;
+        let out = run(&shutdown, async { Err::<(), _>("bind failed") }).await;
         assert_eq!(out, Some(Err("bind failed")));
         assert!(ran.load(Ordering::SeqCst));
         assert_eq!(shutdown.readiness().state(), ReadinessState::Draining);
@@ -682,7 +690,7 @@ mod tests {
             } else {
                 ReadinessState::Starting
             };
-            assert_eq!(shutdown.run(server).await, Some(expected), "mark {mark}");
+            assert_eq!(run(&shutdown, server).await, Some(expected), "mark {mark}");
             assert_eq!(readiness.state(), ReadinessState::Draining);
         }
     }
@@ -702,9 +710,14 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| tokio::spawn(service.clone().oneshot(())))
             .collect();
-        while layer.in_flight() < 50 {
-            tokio::task::yield_now().await;
-        }
+        let all_in = async {
+            while layer.in_flight() < 50 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), all_in)
+            .await
+            .expect("all 50 requests counted in flight");
         assert_eq!(shutdown.in_flight(), 50);
         tx.send_replace(true);
         for t in tasks {
@@ -718,6 +731,8 @@ mod tests {
         let shutdown = coordinator(0, 1_000);
         let stop = shutdown.stop_accepting();
         drop(shutdown);
-        stop.await;
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("stop_accepting resolves once the coordinator is dropped");
     }
 }
