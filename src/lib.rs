@@ -108,6 +108,7 @@ mod peer;
 pub mod rate_limit;
 pub mod redact;
 pub mod request_id;
+mod respond;
 pub mod route;
 pub mod security_headers;
 pub mod serve;

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::body::Shared;
@@ -29,12 +29,12 @@ pin_project! {
         // Boxed: rejections are rare, and a small future is cheaper to move on
         // the path every request takes.
         Reject {
-            rejection: Option<Box<(Problem, Option<Renderer>)>>,
+            rejection: Option<Box<(Problem, Renderer)>>,
         },
         Inner {
             #[pin]
             future: F,
-            watch: Option<(Arc<Shared>, Option<Renderer>)>,
+            watch: Option<(Arc<Shared>, Renderer)>,
         },
     }
 }
@@ -42,16 +42,18 @@ pin_project! {
 impl<F, M> ResponseFuture<F, M> {
     pub(crate) fn too_large(
         config: &Config,
+        headers: &HeaderMap,
         length: u64,
         limit: u64,
         id: Option<RequestId>,
     ) -> Self {
         let detail = format!("request body of {length} bytes exceeds the limit of {limit} bytes");
-        Self::reject(config, too_large(limit, id).detail(detail))
+        Self::reject(config, headers, too_large(limit, id).detail(detail))
     }
 
     pub(crate) fn bad_length(
         config: &Config,
+        headers: &HeaderMap,
         problem: LengthProblem,
         id: Option<RequestId>,
     ) -> Self {
@@ -63,34 +65,35 @@ impl<F, M> ResponseFuture<F, M> {
             .code(Code::BAD_REQUEST)
             .detail(detail)
             .rejected_by("body_limit");
-        Self::reject(config, problem)
+        Self::reject(config, headers, problem)
     }
 
-    fn reject(config: &Config, problem: Problem) -> Self {
+    fn reject(config: &Config, headers: &HeaderMap, problem: Problem) -> Self {
         Self {
             kind: Kind::Reject {
-                rejection: Some(Box::new((problem, config.renderer.clone()))),
+                rejection: Some(Box::new((problem, renderer(config, headers)))),
             },
             _mode: PhantomData,
         }
     }
 
-    pub(crate) fn inner(future: F, shared: Option<Arc<Shared>>, config: &Config) -> Self {
+    /// The inner service's future; with `watch`, the shared flag of a body that
+    /// may still go over the limit and the renderer for that answer.
+    pub(crate) fn inner(future: F, watch: Option<(Arc<Shared>, Renderer)>) -> Self {
         Self {
-            kind: Kind::Inner {
-                future,
-                watch: shared.map(|s| (s, config.renderer.clone())),
-            },
+            kind: Kind::Inner { future, watch },
             _mode: PhantomData,
         }
     }
 }
 
-fn render<B>(
-    renderer: Option<Renderer>,
-    problem: Problem,
-) -> Response<crate::body::ResponseBody<B>> {
-    renderer.unwrap_or_default().response(problem)
+/// The renderer for a rejection of the request with `headers`.
+pub(crate) fn renderer(config: &Config, headers: &HeaderMap) -> Renderer {
+    config
+        .renderer
+        .clone()
+        .unwrap_or_default()
+        .for_request(headers)
 }
 
 fn with_id(problem: Problem, id: Option<RequestId>) -> Problem {
@@ -120,7 +123,7 @@ where
                 let (problem, renderer) = *rejection
                     .take()
                     .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(M::rejection(render(renderer, problem))))
+                Poll::Ready(Ok(M::rejection(renderer.response(problem))))
             }
             KindProj::Inner { future, watch } => {
                 let result = std::task::ready!(future.poll(cx));
@@ -131,7 +134,7 @@ where
                     // 500, a 200 with an empty default, or a service error),
                     // the client is told the truth: the body was too large.
                     let problem = too_large(shared.limit, shared.request_id.clone());
-                    return Poll::Ready(Ok(M::rejection(render(renderer, problem))));
+                    return Poll::Ready(Ok(M::rejection(renderer.response(problem))));
                 }
                 Poll::Ready(result.map(M::response))
             }

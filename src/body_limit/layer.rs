@@ -227,11 +227,22 @@ where
         let request_id = || req.extensions().get::<RequestId>().cloned();
         let declared = match declared_length(req.headers()) {
             Ok(Some(length)) if length > limit => {
-                return ResponseFuture::too_large(&self.config, length, limit, request_id());
+                return ResponseFuture::too_large(
+                    &self.config,
+                    req.headers(),
+                    length,
+                    limit,
+                    request_id(),
+                );
             }
             Ok(declared) => declared,
             Err(problem) => {
-                return ResponseFuture::bad_length(&self.config, problem, request_id());
+                return ResponseFuture::bad_length(
+                    &self.config,
+                    req.headers(),
+                    problem,
+                    request_id(),
+                );
             }
         };
         let body = req.body();
@@ -246,9 +257,11 @@ where
         // still cut at the limit, but the handler decides the answer.
         let shared =
             (needs_counting && declared.is_none()).then(|| Shared::new(limit, request_id()));
-        let watched = shared.clone();
-        let req = req.map(|body| M::request(Limited::new(body, limit, watched), needs_counting));
-        ResponseFuture::inner(self.inner.call(req), shared, &self.config)
+        let watch = shared
+            .clone()
+            .map(|s| (s, super::future::renderer(&self.config, req.headers())));
+        let req = req.map(|body| M::request(Limited::new(body, limit, shared), needs_counting));
+        ResponseFuture::inner(self.inner.call(req), watch)
     }
 }
 

@@ -270,16 +270,20 @@ fn verdict<B: Body>(response: &Response<B>, renderer: &Renderer, knows_id: bool)
     if status.as_u16() < 400 {
         return Verdict::Keep;
     }
+    // A gRPC client reads no HTTP error body: whatever answered it with one gets
+    // a gRPC status instead.
+    let grpc = renderer.answers_grpc();
     if let Some(problem) = response.extensions().get::<Problem>() {
         // A problem inserted by hand (never rendered) comes with its own body.
         return match problem.rendered {
+            _ if grpc => Verdict::Rerender,
             Some(mark) if mark != renderer.mark() => Verdict::Rerender,
             Some(_) if problem.request_id.is_none() && knows_id => Verdict::Rerender,
             _ => Verdict::Keep,
         };
     }
     let headers = response.headers();
-    if is_json(headers) {
+    if is_json(headers) && !grpc {
         return Verdict::Keep;
     }
     match response.body().size_hint().exact() {

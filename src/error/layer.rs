@@ -222,7 +222,8 @@ where
         let request_id = crate::request_id::for_later(req.extensions()).map(Box::new);
         // The head is gone with the request once the inner service has it.
         let report = self.reporter.as_ref().map(|r| Capture::new(r, &req));
-        let renderer = self.renderer.clone();
+        // A gRPC call is answered with a gRPC status.
+        let renderer = self.renderer.clone().for_request(req.headers());
         if let Some(failure) = self.failed.take() {
             return ResponseFuture::failed(failure, renderer, request_id, report);
         }
@@ -479,7 +480,14 @@ mod tests {
 
     #[tokio::test]
     async fn long_or_streaming_error_bodies_are_not_read() {
-        let (_, body) = rewrite(|| plain(400, Some("text/plain"), include_str!("render.rs"))).await;
+        let (_, body) = rewrite(|| {
+            plain(
+                400,
+                Some("text/plain"),
+                include_str!("../respond/render.rs"),
+            )
+        })
+        .await;
         assert!(json(&body).get("detail").is_none());
 
         let svc = ErrorLayer::new().layer(service_fn(|_: Request<()>| async {

@@ -271,7 +271,6 @@ mod future;
 mod layer;
 mod log;
 mod problem;
-mod render;
 mod report;
 
 #[cfg(feature = "axum")]
@@ -279,12 +278,13 @@ pub use self::extract::{Form, Json, Path, Query};
 pub use self::future::ResponseFuture;
 pub use self::layer::{ErrorLayer, ErrorService};
 pub(crate) use self::log::for_log;
+pub(crate) use self::problem::RenderMark;
 pub use self::problem::{Code, FieldError, Location, Problem};
-pub use self::render::{ErrorFormat, RenderProblem, Renderer};
 pub use self::report::{
     DEFAULT_REPORT_QUEUE, ErrorReport, ErrorReporter, PanicLocation, PanicReport, ReportError,
     RequestHead, capture_panic_locations,
 };
+pub use crate::respond::{ErrorFormat, RenderProblem, Renderer};
 
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Problem {

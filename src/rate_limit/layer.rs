@@ -13,7 +13,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{Backend, BackendRequest, Breaker, FailureMode, FallbackLog};
-use super::grpc::{self, GrpcCode};
 use super::headers::{HeaderMode, PolicyHeaders};
 use super::key::KeyHasher;
 use super::local::{LocalLimiter, LocalState, Outcome, RateLimitClock, spawn_cleanup};
@@ -615,7 +614,7 @@ impl Shared {
     /// Whether a rejection of this request is answered with a gRPC status.
     #[inline]
     fn answers_grpc(&self, head: &RequestHead<'_>) -> bool {
-        self.grpc && grpc::is_grpc(head.headers())
+        self.grpc && crate::media::is_grpc(head.headers())
     }
 
     fn limited<B>(&self, index: usize, outcome: &Outcome, grpc: bool) -> Response<ResponseBody<B>> {
@@ -624,11 +623,7 @@ impl Shared {
             .code(Code::RATE_LIMITED)
             .rejected_by("rate_limit")
             .detail(format!("rate limit exceeded, retry in {secs} s"));
-        let mut response = if grpc {
-            grpc::response::<B>(GrpcCode::ResourceExhausted, problem)
-        } else {
-            self.renderer.response::<B>(problem)
-        };
+        let mut response = self.renderer.clone().grpc(grpc).response::<B>(problem);
         let headers = response.headers_mut();
         self.headers[index].write(self.mode, outcome, headers);
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -641,11 +636,7 @@ impl Shared {
             .code(Code::SERVICE_UNAVAILABLE)
             .rejected_by("rate_limit")
             .detail(format!("rate limiting is unavailable, retry in {secs} s"));
-        let mut response = if grpc {
-            grpc::response::<B>(GrpcCode::Unavailable, problem)
-        } else {
-            self.renderer.response::<B>(problem)
-        };
+        let mut response = self.renderer.clone().grpc(grpc).response::<B>(problem);
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));

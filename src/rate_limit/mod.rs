@@ -111,7 +111,6 @@
 mod backend;
 #[cfg(feature = "metrics")]
 mod export;
-mod grpc;
 mod headers;
 mod key;
 mod layer;

@@ -24,6 +24,8 @@ pin_project! {
         request_id: Option<RequestId>,
         status: StatusCode,
         renderer: Option<Renderer>,
+        // A gRPC call: the timeout is answered with `DEADLINE_EXCEEDED`.
+        grpc: bool,
     }
 }
 
@@ -42,6 +44,7 @@ impl<F> ResponseFuture<F> {
         deadline: Option<Instant>,
         timeout: Duration,
         request_id: Option<RequestId>,
+        grpc: bool,
         config: &Config,
     ) -> Self {
         Self {
@@ -52,6 +55,7 @@ impl<F> ResponseFuture<F> {
             request_id,
             status: config.status,
             renderer: config.renderer.clone(),
+            grpc,
         }
     }
 
@@ -65,6 +69,7 @@ impl<F> ResponseFuture<F> {
             request_id: None,
             status: StatusCode::GATEWAY_TIMEOUT,
             renderer: None,
+            grpc: false,
         }
     }
 }
@@ -112,7 +117,7 @@ where
             timeout_ms = this.timeout.as_millis() as u64,
             "request timed out"
         );
-        let renderer = this.renderer.take().unwrap_or_default();
+        let renderer = this.renderer.take().unwrap_or_default().grpc(*this.grpc);
         Poll::Ready(Ok(renderer.response(problem)))
     }
 }

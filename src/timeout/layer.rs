@@ -171,7 +171,8 @@ where
         let deadline = tokio::time::Instant::now().checked_add(timeout);
         // Inside a request id scope, the 504 picks the id up itself.
         let request_id = crate::request_id::for_later(req.extensions());
+        let grpc = crate::media::is_grpc(req.headers());
         let future = self.inner.call(req);
-        ResponseFuture::new(future, deadline, timeout, request_id, config)
+        ResponseFuture::new(future, deadline, timeout, request_id, grpc, config)
     }
 }

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::response::Parts;
-use http::{HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::problem::RenderMark;
-use super::{Location, Problem};
+use super::grpc;
 use crate::body::ResponseBody;
 use crate::config::{self, ConfigError};
+use crate::error::{Location, Problem, RenderMark};
 use crate::error_chain::joined;
 use crate::json::push_str;
 use crate::time::rfc3339_millis;
@@ -54,6 +54,8 @@ pub enum ErrorFormat {
 pub struct Renderer {
     format: Format,
     expose_internal: bool,
+    /// Answer with a gRPC status: set by [`Renderer::for_request`] for gRPC calls.
+    grpc: bool,
 }
 
 /// Ids 1 and 2 belong to the shared built-in formats below.
@@ -105,6 +107,7 @@ impl fmt::Debug for Renderer {
         f.debug_struct("Renderer")
             .field("content_type", &self.format.get().content_type())
             .field("expose_internal", &self.expose_internal)
+            .field("grpc", &self.grpc)
             .finish()
     }
 }
@@ -115,6 +118,7 @@ impl Renderer {
         Self {
             format: Format::ProblemJson,
             expose_internal: false,
+            grpc: false,
         }
     }
 
@@ -123,6 +127,7 @@ impl Renderer {
         Self {
             format: Format::Wrapped,
             expose_internal: false,
+            grpc: false,
         }
     }
 
@@ -142,6 +147,7 @@ impl Renderer {
                 format: Box::new(format),
             })),
             expose_internal: false,
+            grpc: false,
         }
     }
 
@@ -179,6 +185,28 @@ impl Renderer {
         self
     }
 
+    /// This renderer for the request with `headers`: a gRPC call
+    /// (`application/grpc` or `application/grpc+<codec>`) is answered with a
+    /// trailers-only gRPC status instead of a body, so its client sees
+    /// `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `INTERNAL` or `UNAVAILABLE`
+    /// rather than an HTTP status it maps to `UNAVAILABLE`.
+    #[inline]
+    pub(crate) fn for_request(self, headers: &HeaderMap) -> Self {
+        self.grpc(crate::media::is_grpc(headers))
+    }
+
+    /// This renderer answering with gRPC statuses, or not.
+    #[inline]
+    pub(crate) fn grpc(mut self, on: bool) -> Self {
+        self.grpc = on;
+        self
+    }
+
+    /// Whether this renderer answers with gRPC statuses.
+    pub(crate) fn answers_grpc(&self) -> bool {
+        self.grpc
+    }
+
     /// The rendered body of `problem`.
     pub fn body(&self, problem: &Problem) -> Bytes {
         self.format.get().render(problem, self.expose_internal)
@@ -189,6 +217,12 @@ impl Renderer {
     /// Sets `content-type` and `cache-control: no-store`; `x-request-id` is left to
     /// the request id layer.
     pub fn response<B>(&self, mut problem: Problem) -> Response<ResponseBody<B>> {
+        if self.grpc {
+            let mut response = Response::new(ResponseBody::empty());
+            self.grpc_head(response.headers_mut(), &mut problem);
+            response.extensions_mut().insert(problem);
+            return response;
+        }
         let mut response = Response::new(ResponseBody::full(self.body(&problem)));
         *response.status_mut() = problem.status;
         let headers = response.headers_mut();
@@ -216,10 +250,16 @@ impl Renderer {
         mut parts: Parts,
         mut problem: Problem,
     ) -> Response<ResponseBody<B>> {
-        let body = self.body(&problem);
         for name in REPRESENTATION_HEADERS {
             parts.headers.remove(name);
         }
+        if self.grpc {
+            parts.status = StatusCode::OK;
+            self.grpc_head(&mut parts.headers, &mut problem);
+            parts.extensions.insert(problem);
+            return Response::from_parts(parts, ResponseBody::empty());
+        }
+        let body = self.body(&problem);
         parts
             .headers
             .insert(CONTENT_TYPE, self.format.get().content_type());
@@ -230,6 +270,17 @@ impl Renderer {
         problem.rendered = Some(self.mark());
         parts.extensions.insert(problem);
         Response::from_parts(parts, ResponseBody::full(body))
+    }
+}
+
+impl Renderer {
+    /// The head of a trailers-only gRPC answer (HTTP 200 is the caller's): the
+    /// status for the problem and, as `grpc-message`, what a client may see of it.
+    fn grpc_head(&self, headers: &mut HeaderMap, problem: &mut Problem) {
+        let message = public_detail(problem, self.expose_internal)
+            .unwrap_or_else(|| problem.get_title().to_owned());
+        grpc::write_head(headers, problem, Some(&message));
+        problem.rendered = Some(self.mark());
     }
 }
 
