@@ -1,8 +1,8 @@
 //! The layer, its builder and the state shared by every clone of the service.
 
+use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
@@ -367,45 +367,6 @@ struct FastEntry {
     _pin: Option<MatchedRoute>,
 }
 
-/// A multiply-rotate hasher for [`FastKey`], whose fields are integers the client
-/// does not choose.
-#[derive(Default)]
-struct WordHasher(u64);
-
-impl Hasher for WordHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u16(&mut self, n: u16) {
-        self.write_u64(u64::from(n));
-    }
-}
-
 /// route text -> (method index, status) -> series.
 type SeriesMap = HashMap<Arc<str>, HashMap<(u8, u16), Arc<Series>>>;
 
@@ -418,7 +379,8 @@ pub(crate) struct Shared {
     response_size: Family<HttpLabels, Histogram, Buckets>,
     rejections: Family<RejectionLabels, Counter>,
     overflow: Counter,
-    fast: RwLock<HashMap<FastKey, FastEntry, BuildHasherDefault<WordHasher>>>,
+    // FxHash: the key's fields are integers the client does not choose.
+    fast: RwLock<HashMap<FastKey, FastEntry, FxBuildHasher>>,
     /// route text -> (method, status) -> series; the source of truth for the cap.
     slow: Mutex<SeriesMap>,
     rejection_series: RwLock<RejectionMap>,

@@ -38,7 +38,7 @@ pub struct BackendRequest {
     /// The policy name.
     pub policy: Arc<str>,
     /// The key within the policy: `ip:<address or prefix>`, `global`, or `h:<hex>`
-    /// (a SHA-1 of the layer's key secret and the header or extension value; raw
+    /// (a SHA-256 of the layer's key secret and the header or extension value; raw
     /// values are never handed to a backend).
     pub key: String,
     /// The policy's quota.

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use http::HeaderName;
+use sha2::{Digest, Sha256};
 
 use super::policy::RequestHead;
 use crate::client_ip::ClientIp;
@@ -305,7 +306,7 @@ impl fmt::Debug for CustomKey {
 trait KeySource: Send + Sync {
     /// The keyed SipHash of the value, for the in-process limiter.
     fn local(&self, head: &RequestHead<'_>, sip: &RandomState) -> Option<u64>;
-    /// The key sent to a shared backend: a SHA-1 of the secret and the value.
+    /// The key sent to a shared backend: a SHA-256 of the secret and the value.
     fn shared(&self, head: &RequestHead<'_>, secret: &[u8]) -> Option<String>;
 }
 
@@ -339,26 +340,40 @@ where
     }
 }
 
-/// The backend key of a value of the application's own: `h:` and the SHA-1 of
+/// The backend key of a value of the application's own: `h:` and the digest of
 /// the secret and the bytes its `Hash` writes, integers as little-endian bytes
 /// so that instances on any platform agree.
 fn shared_digest<T: Hash + ?Sized>(secret: &[u8], value: &T) -> String {
-    let mut sha = StableHasher(sha1_smol::Sha1::new());
+    let mut sha = StableHasher(Sha256::new());
     sha.0.update(secret);
     value.hash(&mut sha);
-    format!("h:{}", sha.0.digest())
+    digest_key(sha.0)
 }
 
-/// A [`Hasher`] that feeds SHA-1, independent of the platform's byte order and
+/// `h:` and the first 160 bits of the SHA-256 `sha` has seen, in hex: as long as
+/// a key can be without a collision in any realistic key space mattering.
+fn digest_key(sha: Sha256) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha.finalize();
+    let mut key = String::with_capacity(2 + 40);
+    key.push_str("h:");
+    for &byte in &digest[..20] {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    key
+}
+
+/// A [`Hasher`] that feeds SHA-256, independent of the platform's byte order and
 /// word size.
-struct StableHasher(sha1_smol::Sha1);
+struct StableHasher(Sha256);
 
 impl Hasher for StableHasher {
     fn finish(&self) -> u64 {
         // Only the digest is read (`shared_digest`); this is its first 8 bytes.
-        let bytes = self.0.digest().bytes();
+        let digest = self.0.clone().finalize();
         u64::from_le_bytes([
-            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+            digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
         ])
     }
 
@@ -367,19 +382,19 @@ impl Hasher for StableHasher {
     }
 
     fn write_u16(&mut self, n: u16) {
-        self.0.update(&n.to_le_bytes());
+        self.0.update(n.to_le_bytes());
     }
 
     fn write_u32(&mut self, n: u32) {
-        self.0.update(&n.to_le_bytes());
+        self.0.update(n.to_le_bytes());
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0.update(&n.to_le_bytes());
+        self.0.update(n.to_le_bytes());
     }
 
     fn write_u128(&mut self, n: u128) {
-        self.0.update(&n.to_le_bytes());
+        self.0.update(n.to_le_bytes());
     }
 
     fn write_usize(&mut self, n: usize) {
@@ -486,16 +501,16 @@ impl KeyHasher {
 }
 
 impl Material<'_> {
-    /// The key shown to a shared backend: the masked address, or a SHA-1 of the
+    /// The key shown to a shared backend: the masked address, or a SHA-256 of the
     /// secret and the value (stable across instances that share the secret).
     pub(crate) fn shared(&self, secret: &[u8]) -> String {
         match self {
             Material::Ip(ip) => format!("ip:{ip}"),
             Material::Bytes(bytes) => {
-                let mut sha = sha1_smol::Sha1::new();
+                let mut sha = Sha256::new();
                 sha.update(secret);
                 sha.update(bytes);
-                format!("h:{}", sha.digest())
+                digest_key(sha)
             }
             Material::Global => "global".to_owned(),
         }
@@ -575,10 +590,10 @@ mod tests {
     #[test]
     fn backend_digests_of_values_do_not_depend_on_the_platform() {
         // A u64 is read as its 8 little-endian bytes, a usize as a u64.
-        let mut sha = sha1_smol::Sha1::new();
+        let mut sha = Sha256::new();
         sha.update(b"s");
-        sha.update(&42u64.to_le_bytes());
-        assert_eq!(shared_digest(b"s", &42u64), format!("h:{}", sha.digest()));
+        sha.update(42u64.to_le_bytes());
+        assert_eq!(shared_digest(b"s", &42u64), digest_key(sha));
         assert_eq!(shared_digest(b"s", &42usize), shared_digest(b"s", &42u64));
         assert_ne!(shared_digest(b"s", &42u64), shared_digest(b"t", &42u64));
         let long = "x".repeat(1 << 20);

@@ -1,6 +1,6 @@
 //! The in-process limiter: one governor keyed limiter per policy.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use nohash_hasher::BuildNoHashHasher;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -82,31 +82,11 @@ impl GovernorClock for RateLimitClock {
     }
 }
 
-/// Keys are already 64-bit keyed hashes ([`super::key::Material::local`]); the map
-/// only spreads them, so hashing them again would be wasted work.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct PrehashedKey(u64);
-
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used for `u64` keys; fold anything else in anyway.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 type Limiter = RateLimiter<
     u64,
-    DashMapStateStore<u64, BuildHasherDefault<PrehashedKey>>,
+    // Keys are already 64-bit keyed hashes ([`super::key::Material::local`]): the
+    // map takes them as they are instead of hashing them again.
+    DashMapStateStore<u64, BuildNoHashHasher<u64>>,
     RateLimitClock,
     StateInformationMiddleware,
 >;
@@ -136,7 +116,7 @@ impl LocalLimiter {
         let limiter = RateLimiter::dashmap_with_clock_and_hasher(
             quota.to_governor(),
             clock.clone(),
-            BuildHasherDefault::default(),
+            BuildNoHashHasher::default(),
         )
         .with_middleware::<StateInformationMiddleware>();
         Self {
