@@ -1,4 +1,12 @@
 //! The OTLP/HTTP client: hyper on the export runtime, plain HTTP only.
+//!
+//! `opentelemetry-http`'s own hyper client (feature `hyper`) awaits the request
+//! on whatever polls it. The SDK's batch processor polls exports from its own
+//! thread with a plain executor, where hyper and tokio's timers have no reactor,
+//! so that client would fail every export. This one hands the exchange to the
+//! runtime `otel::init` keeps for export and only carries the answer back;
+//! everything else (the `HttpClient` trait, errors, propagation) is
+//! `opentelemetry-http`'s.
 
 use std::future::Future;
 use std::pin::Pin;
