@@ -109,8 +109,10 @@
 //! policies first: a rejection stops the walk and later policies are not charged.
 
 mod backend;
+mod decision;
 #[cfg(feature = "metrics")]
 mod export;
+mod future;
 mod headers;
 mod key;
 mod layer;
@@ -119,14 +121,19 @@ mod policy;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis;
+mod service;
+#[cfg(test)]
+mod tests;
 
 pub use self::backend::{
     Backend, BackendError, BackendFuture, BackendRequest, Decision, FailureMode,
 };
+pub use self::future::ResponseFuture;
 pub use self::key::{CustomKey, KeyBy};
-pub use self::layer::{RateLimit, RateLimitLayer, ResponseFuture};
+pub use self::layer::RateLimitLayer;
 pub use self::local::RateLimitClock;
 pub use self::policy::{PathPatterns, Policy, RequestHead};
 pub use self::quota::{Quota, QuotaError};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackend, TimeSource};
+pub use self::service::RateLimit;
