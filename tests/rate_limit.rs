@@ -2,14 +2,14 @@
 
 #[path = "common/capture.rs"]
 mod capture;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use common::{exchange, get_request, raw, serve};
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitClock, RateLimitLayer};
 use tracing_subscriber::layer::SubscriberExt;
@@ -24,32 +24,14 @@ fn routes() -> Router {
         )
 }
 
-async fn serve(layer: RateLimitLayer) -> SocketAddr {
-    serve_router(routes().layer(layer).layer(ClientIpLayer::new())).await
-}
-
-async fn serve_router(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
+async fn serve_layer(layer: RateLimitLayer) -> SocketAddr {
+    serve(routes().layer(layer).layer(ClientIpLayer::new())).await
 }
 
 /// The whole response as sent, without its `date` line and with the problem's
 /// `timestamp` blanked (both tell the time, not the layer's behaviour).
 async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf)
+    let text = String::from_utf8_lossy(&exchange(addr, request).await)
         .split("\r\n")
         .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
         .collect::<Vec<_>>()
@@ -63,39 +45,6 @@ async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> String {
         }
         None => text,
     }
-}
-
-/// Sends raw bytes, returns (status, lowercased header lines, raw head).
-async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers)
-}
-
-fn get_req(path: &str, extra: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}\r\n").into_bytes()
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    headers
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .collect()
 }
 
 /// The axum mode changes the body type only: every response, passing, limited,
@@ -115,8 +64,8 @@ async fn axum_mode_answers_byte_for_byte_like_the_default() {
                 )
                 .policy(Policy::new("default", Quota::per_minute(3)))
         };
-        let any = serve(build()).await;
-        let axum = serve_router(
+        let any = serve_layer(build()).await;
+        let axum = serve(
             routes()
                 .layer(build().for_axum())
                 .layer(ClientIpLayer::new()),
@@ -125,14 +74,14 @@ async fn axum_mode_answers_byte_for_byte_like_the_default() {
         let grpc = b"POST /auth/login HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
             content-type: application/grpc\r\ncontent-length: 0\r\n\r\n";
         let sequence: Vec<Vec<u8>> = vec![
-            get_req("/", ""),
-            get_req("/auth/login", ""),
-            get_req("/health/live", ""),
+            get_request("/", ""),
+            get_request("/auth/login", ""),
+            get_request("/health/live", ""),
             grpc.to_vec(),
-            get_req("/", ""),
-            get_req("/auth/login", ""),
-            get_req("/", ""),
-            get_req("/nowhere", ""),
+            get_request("/", ""),
+            get_request("/auth/login", ""),
+            get_request("/", ""),
+            get_request("/nowhere", ""),
             grpc.to_vec(),
         ];
         let mut statuses = Vec::new();
@@ -160,7 +109,7 @@ async fn axum_mode_answers_byte_for_byte_like_the_default() {
             ],
             "ietf={ietf} legacy={legacy}"
         );
-        let limited = raw_bytes(axum, &get_req("/", "")).await;
+        let limited = raw_bytes(axum, &get_request("/", "")).await;
         assert!(limited.contains("retry-after: 20\r\n"), "{limited}");
         assert!(limited.contains("\"code\":\"RATE_LIMITED\""), "{limited}");
         let grpc_limited = raw_bytes(axum, grpc).await;
@@ -176,9 +125,9 @@ async fn thousand_concurrent_requests_against_five_per_second() {
     // A manual clock that never moves: exactly the burst of 5 may pass, however
     // long the 1,000 requests take to arrive.
     let layer = RateLimitLayer::with_quota(Quota::per_second(5)).clock(RateLimitClock::manual());
-    let addr = serve(layer.clone()).await;
+    let addr = serve_layer(layer.clone()).await;
     let tasks: Vec<_> = (0..1000)
-        .map(|_| tokio::spawn(async move { raw(addr, &get_req("/", "")).await.0 }))
+        .map(|_| tokio::spawn(async move { raw(addr, &get_request("/", "")).await.status }))
         .collect();
     let mut ok = 0;
     let mut limited = 0;
@@ -195,44 +144,42 @@ async fn thousand_concurrent_requests_against_five_per_second() {
 
 #[tokio::test]
 async fn spoofed_forwarded_for_without_trusted_proxy_shares_the_peer_bucket() {
-    let addr =
-        serve(RateLimitLayer::with_quota(Quota::per_minute(2)).clock(RateLimitClock::manual()))
-            .await;
+    let addr = serve_layer(
+        RateLimitLayer::with_quota(Quota::per_minute(2)).clock(RateLimitClock::manual()),
+    )
+    .await;
     let mut statuses = Vec::new();
     for i in 0..6 {
         let spoof = format!(
             "x-forwarded-for: 10.0.0.{i}\r\nforwarded: for=10.1.0.{i}\r\nx-real-ip: 10.2.0.{i}\r\n"
         );
-        statuses.push(raw(addr, &get_req("/", &spoof)).await.0);
+        statuses.push(raw(addr, &get_request("/", &spoof)).await.status);
     }
     assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
 }
 
 #[tokio::test]
 async fn rejection_over_the_wire() {
-    let addr = serve(
+    let addr = serve_layer(
         RateLimitLayer::with_quota(Quota::per(1, Duration::from_millis(2500)))
             .clock(RateLimitClock::manual()),
     )
     .await;
-    let (status, headers) = raw(addr, &get_req("/", "")).await;
+    let headers = raw(addr, &get_request("/", "")).await;
+    let status = headers.status;
     assert_eq!(status, 200);
-    assert_eq!(
-        header(&headers, "ratelimit-policy"),
-        ["\"default\";q=1;w=3"]
-    );
-    let (status, headers) = raw(addr, &get_req("/", "")).await;
+    assert_eq!(headers.all("ratelimit-policy"), ["\"default\";q=1;w=3"]);
+    let headers = raw(addr, &get_request("/", "")).await;
+    let status = headers.status;
     assert_eq!(status, 429);
-    assert_eq!(header(&headers, "retry-after"), ["3"], "2.5 s rounds up");
-    assert_eq!(
-        header(&headers, "content-type"),
-        ["application/problem+json"]
-    );
-    assert_eq!(header(&headers, "ratelimit"), ["\"default\";r=0;t=3"]);
+    assert_eq!(headers.all("retry-after"), ["3"], "2.5 s rounds up");
+    assert_eq!(headers.all("content-type"), ["application/problem+json"]);
+    assert_eq!(headers.all("ratelimit"), ["\"default\";r=0;t=3"]);
     // Probe routes are never limited.
-    let (status, headers) = raw(addr, &get_req("/health/live", "")).await;
+    let headers = raw(addr, &get_request("/health/live", "")).await;
+    let status = headers.status;
     assert_eq!(status, 429, "no skip set on this layer");
-    assert!(!headers.is_empty());
+    assert!(!headers.headers.is_empty());
 }
 
 #[tokio::test]
@@ -244,22 +191,35 @@ async fn hostile_keys() {
             Policy::new("api", Quota::per_minute(1))
                 .key(KeyBy::header(http::HeaderName::from_static("x-api-key"))),
         );
-    let addr = serve(layer.clone()).await;
+    let addr = serve_layer(layer.clone()).await;
     // Duplicated header: the first value is the key.
     let dup = "x-api-key: a\r\nx-api-key: b\r\n";
-    assert_eq!(raw(addr, &get_req("/", dup)).await.0, 200);
-    assert_eq!(raw(addr, &get_req("/", "x-api-key: a\r\n")).await.0, 429);
+    assert_eq!(raw(addr, &get_request("/", dup)).await.status, 200);
+    assert_eq!(
+        raw(addr, &get_request("/", "x-api-key: a\r\n"))
+            .await
+            .status,
+        429
+    );
     // Large and odd values are hashed like any other.
     let big = format!("x-api-key: {}\r\n", "k".repeat(16 * 1024));
-    assert_eq!(raw(addr, &get_req("/", &big)).await.0, 200);
-    assert_eq!(raw(addr, &get_req("/", &big)).await.0, 429);
-    assert_eq!(raw(addr, &get_req("/", "x-api-key: ~é\r\n")).await.0, 200);
-    assert_eq!(raw(addr, &get_req("/", "x-api-key:\r\n")).await.0, 200);
+    assert_eq!(raw(addr, &get_request("/", &big)).await.status, 200);
+    assert_eq!(raw(addr, &get_request("/", &big)).await.status, 429);
+    assert_eq!(
+        raw(addr, &get_request("/", "x-api-key: ~é\r\n"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        raw(addr, &get_request("/", "x-api-key:\r\n")).await.status,
+        200
+    );
     for _ in 0..3 {
         assert_eq!(
-            raw(addr, &get_req("/health/live", "x-api-key: a\r\n"))
+            raw(addr, &get_request("/health/live", "x-api-key: a\r\n"))
                 .await
-                .0,
+                .status,
             200
         );
     }
@@ -303,7 +263,7 @@ async fn identify(
 /// Client IP, then the authentication, then `layer`: the order `Stack::auth`
 /// gives, stacked by hand.
 async fn serve_with_auth(layer: RateLimitLayer) -> SocketAddr {
-    serve_router(
+    serve(
         routes()
             .route("/me", get(|| async { "me" }))
             .layer(layer)
@@ -343,10 +303,14 @@ async fn auth_after_the_limiter_limits_nothing_and_warns_once() {
         .layer(axum::middleware::from_fn(identify))
         .layer(layer.clone())
         .layer(ClientIpLayer::new());
-    let addr = serve_router(misplaced).await;
+    let addr = serve(misplaced).await;
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        statuses.push(raw(addr, &get_req("/me", &bearer("user-42"))).await.0);
+        statuses.push(
+            raw(addr, &get_request("/me", &bearer("user-42")))
+                .await
+                .status,
+        );
     }
     assert_eq!(statuses, [200; 8], "nothing is limited");
     assert!(layer.is_empty());
@@ -372,8 +336,18 @@ async fn missing_and_malformed_credentials_are_not_counted_per_user() {
         .policy(Policy::new("user", Quota::per_minute(1)).key(KeyBy::extension::<UserId>()))
         .policy(Policy::new("default", Quota::per_minute(100)));
     let addr = serve_with_auth(layer.clone()).await;
-    assert_eq!(raw(addr, &get_req("/me", &bearer("user-42"))).await.0, 200);
-    assert_eq!(raw(addr, &get_req("/me", &bearer("user-42"))).await.0, 429);
+    assert_eq!(
+        raw(addr, &get_request("/me", &bearer("user-42")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        raw(addr, &get_request("/me", &bearer("user-42")))
+            .await
+            .status,
+        429
+    );
     for extra in [
         String::new(),
         "authorization: Basic dXNlcjpwYXNz\r\n".to_owned(),
@@ -381,10 +355,11 @@ async fn missing_and_malformed_credentials_are_not_counted_per_user() {
         "authorization:\r\n".to_owned(),
         bearer("user-18446744073709551616"),
     ] {
-        let (status, headers) = raw(addr, &get_req("/me", &extra)).await;
+        let headers = raw(addr, &get_request("/me", &extra)).await;
+        let status = headers.status;
         assert_eq!(status, 200, "{extra:?}");
         assert_eq!(
-            header(&headers, "ratelimit-policy"),
+            headers.all("ratelimit-policy"),
             ["\"default\";q=100;w=60"],
             "{extra:?}: only the per-IP policy counts it"
         );
@@ -392,12 +367,10 @@ async fn missing_and_malformed_credentials_are_not_counted_per_user() {
     // Bytes that are not text: no user either.
     let latin1 = b"GET /me HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
                    authorization: Bearer user-4\xff2\r\n\r\n";
-    let (status, headers) = raw(addr, latin1).await;
+    let headers = raw(addr, latin1).await;
+    let status = headers.status;
     assert_eq!(status, 200);
-    assert_eq!(
-        header(&headers, "ratelimit-policy"),
-        ["\"default\";q=100;w=60"]
-    );
+    assert_eq!(headers.all("ratelimit-policy"), ["\"default\";q=100;w=60"]);
     // One user key, one IP key.
     assert_eq!(layer.len(), 2);
 }
@@ -414,13 +387,16 @@ async fn huge_keys_are_one_bucket_each() {
     let statuses_a: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..3 {
-            v.push(raw(addr, &get_req("/me", &bearer(&a))).await.0);
+            v.push(raw(addr, &get_request("/me", &bearer(&a))).await.status);
         }
         v
     };
     assert_eq!(statuses_a, [200, 200, 429]);
     // One different byte at the end: another bucket.
-    assert_eq!(raw(addr, &get_req("/me", &bearer(&b))).await.0, 200);
+    assert_eq!(
+        raw(addr, &get_request("/me", &bearer(&b))).await.status,
+        200
+    );
     assert_eq!(
         layer.len(),
         2,
@@ -439,9 +415,9 @@ async fn many_distinct_users_are_tracked_then_returned_when_idle() {
     let tasks: Vec<_> = (0..users)
         .map(|id| {
             tokio::spawn(async move {
-                raw(addr, &get_req("/me", &bearer(&format!("user-{id}"))))
+                raw(addr, &get_request("/me", &bearer(&format!("user-{id}"))))
                     .await
-                    .0
+                    .status
             })
         })
         .collect();
@@ -467,9 +443,9 @@ async fn concurrent_requests_get_exactly_each_users_quota() {
         .map(|i| {
             let user = i % 20;
             tokio::spawn(async move {
-                let status = raw(addr, &get_req("/me", &bearer(&format!("user-{user}"))))
+                let status = raw(addr, &get_request("/me", &bearer(&format!("user-{user}"))))
                     .await
-                    .0;
+                    .status;
                 (user, status)
             })
         })
@@ -695,22 +671,23 @@ async fn every_policy_emits_valid_fields() {
     let mut names = std::collections::HashSet::new();
     for layer in layers {
         let clock = RateLimitClock::manual();
-        let addr = serve(layer.clock(clock.clone()).legacy_headers(true)).await;
+        let addr = serve_layer(layer.clock(clock.clone()).legacy_headers(true)).await;
         for i in 0..8 {
             if i == 4 {
                 clock.advance(Duration::from_millis(700));
             }
-            let (status, headers) = raw(addr, &get_req("/auth/login", "")).await;
+            let headers = raw(addr, &get_request("/auth/login", "")).await;
+            let status = headers.status;
             assert!(status == 200 || status == 429);
-            let policy = header(&headers, "ratelimit-policy");
-            let limit = header(&headers, "ratelimit");
+            let policy = headers.all("ratelimit-policy");
+            let limit = headers.all("ratelimit");
             assert_eq!((policy.len(), limit.len()), (1, 1), "{headers:?}");
             let p = check_field("ratelimit-policy", policy[0]);
             let l = check_field("ratelimit", limit[0]);
             assert_eq!(p[0].0, l[0].0, "both fields name the same policy");
             names.insert(p[0].0.clone());
             if status == 429 {
-                let retry: u64 = header(&headers, "retry-after")[0].parse().unwrap();
+                let retry: u64 = headers.all("retry-after")[0].parse().unwrap();
                 assert!(retry >= 1);
                 assert!(l[0].1.iter().any(|(k, v)| k == "t" && *v as u64 <= retry));
             }
@@ -719,7 +696,7 @@ async fn every_policy_emits_valid_fields() {
                 "x-ratelimit-remaining",
                 "x-ratelimit-reset",
             ] {
-                header(&headers, legacy)[0].parse::<u64>().unwrap();
+                headers.all(legacy)[0].parse::<u64>().unwrap();
             }
         }
     }

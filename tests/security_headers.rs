@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use common::{raw, serve};
+use common::{get_request, raw, serve};
 use http::Request;
 use http::header;
 use tower_ops::client_ip::ClientIpLayer;
@@ -51,16 +51,12 @@ fn app(layer: SecurityHeadersLayer, trusted: bool) -> Router {
         ))
 }
 
-fn get_req(path: &str, extra: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}\r\n").into_bytes()
-}
-
 const HSTS: &str = "strict-transport-security";
 
 #[tokio::test]
 async fn api_preset_on_the_wire() {
     let addr = serve(app(SecurityHeadersLayer::api(), false)).await;
-    let res = raw(addr, &get_req("/", "")).await;
+    let res = raw(addr, &get_request("/", "")).await;
     assert_eq!(res.status, 200);
     for (name, value) in [
         ("x-content-type-options", "nosniff"),
@@ -77,7 +73,7 @@ async fn api_preset_on_the_wire() {
         assert_eq!(res.all(name), vec![value.to_owned()], "{name}");
     }
     assert!(res.first(HSTS).is_none(), "plain HTTP must not pin HSTS");
-    let res = raw(addr, &get_req("/own", "")).await;
+    let res = raw(addr, &get_request("/own", "")).await;
     assert_eq!(res.all("cache-control"), vec!["max-age=60".to_owned()]);
     assert!(res.first("server").is_none() && res.first("x-powered-by").is_none());
 }
@@ -86,12 +82,12 @@ async fn api_preset_on_the_wire() {
 async fn hsts_needs_a_trusted_proxy_saying_https() {
     // Untrusted peer: the client's own X-Forwarded-Proto is ignored.
     let addr = serve(app(SecurityHeadersLayer::web(), false)).await;
-    let res = raw(addr, &get_req("/", "x-forwarded-proto: https\r\n")).await;
+    let res = raw(addr, &get_request("/", "x-forwarded-proto: https\r\n")).await;
     assert!(res.first(HSTS).is_none());
     assert_eq!(res.first("x-frame-options"), Some("SAMEORIGIN"));
 
     let addr = serve(app(SecurityHeadersLayer::web(), true)).await;
-    let res = raw(addr, &get_req("/", "x-forwarded-proto: https\r\n")).await;
+    let res = raw(addr, &get_request("/", "x-forwarded-proto: https\r\n")).await;
     assert_eq!(
         res.all(HSTS),
         vec!["max-age=31536000; includeSubDomains".to_owned()]
@@ -103,7 +99,7 @@ async fn hsts_needs_a_trusted_proxy_saying_https() {
         format!("x-forwarded-proto: {}\r\n", "h".repeat(8000)),
         "x-forwarded-proto: \r\n".to_owned(),
     ] {
-        let res = raw(addr, &get_req("/", &hostile)).await;
+        let res = raw(addr, &get_request("/", &hostile)).await;
         assert_eq!(res.status, 200);
         assert!(
             res.first(HSTS).is_none(),
@@ -116,7 +112,7 @@ async fn hsts_needs_a_trusted_proxy_saying_https() {
 #[tokio::test]
 async fn off_and_concurrency() {
     let addr = serve(app(SecurityHeadersLayer::off(), false)).await;
-    let res = raw(addr, &get_req("/own", "")).await;
+    let res = raw(addr, &get_request("/own", "")).await;
     assert_eq!(res.first("server"), Some("leaky/1.0"));
     assert!(res.first("x-content-type-options").is_none());
 
@@ -132,7 +128,7 @@ async fn off_and_concurrency() {
                 } else {
                     ""
                 };
-                (i, raw(addr, &get_req("/", extra)).await)
+                (i, raw(addr, &get_request("/", extra)).await)
             })
         })
         .collect();

@@ -224,15 +224,15 @@ fn get(port: u16, path: &str) -> io::Result<(u16, String)> {
         stream,
         "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
     )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw);
     parse(&raw).ok_or_else(|| io::Error::other(format!("bad response {raw:?}")))
 }
 
+/// `(status, body)` of a whole response, `None` when it is not one.
 fn parse(raw: &str) -> Option<(u16, String)> {
-    let status = raw.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
-    let (_, body) = raw.split_once("\r\n\r\n")?;
-    Some((status, body.to_owned()))
+    common::try_parse(raw.as_bytes()).map(|reply| (reply.status, reply.text()))
 }
 
 fn drains_gracefully(target: &Target) {

@@ -12,7 +12,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
-use common::{raw, serve};
+use common::{get_request, raw, serve};
+
+/// The request id every request here carries.
+const ID: &str = "x-request-id: t-1\r\n";
 use tower_ops::request_id::RequestIdLayer;
 use tower_ops::timeout::TimeoutLayer;
 
@@ -45,16 +48,11 @@ async fn start(dropped: Arc<AtomicUsize>) -> std::net::SocketAddr {
     serve(app).await
 }
 
-fn get_req(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-request-id: t-1\r\n\r\n")
-        .into_bytes()
-}
-
 #[tokio::test]
 async fn expiry_gives_the_504_problem_and_drops_the_handler() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let addr = start(dropped.clone()).await;
-    let res = raw(addr, &get_req("/slow/short?ms=60000")).await;
+    let res = raw(addr, &get_request("/slow/short?ms=60000", ID)).await;
     assert_eq!(res.status, 504, "{res:?}");
     assert_eq!(res.first("content-type"), Some("application/problem+json"));
     assert_eq!(res.first("x-request-id"), Some("t-1"));
@@ -70,14 +68,14 @@ async fn expiry_gives_the_504_problem_and_drops_the_handler() {
 async fn fast_requests_and_head() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let addr = start(dropped).await;
-    let res = raw(addr, &get_req("/slow?ms=0")).await;
+    let res = raw(addr, &get_request("/slow?ms=0", ID)).await;
     assert_eq!((res.status, res.body.as_slice()), (200, &b"slept 0 ms"[..]));
     let head = b"HEAD /slow/short?ms=60000 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
     let res = raw(addr, head).await;
     assert_eq!(res.status, 504);
     assert!(res.body.is_empty(), "HEAD answers carry no body");
     // Hostile query values are the handler's business, not the layer's.
-    let res = raw(addr, &get_req("/slow/short?ms=-1")).await;
+    let res = raw(addr, &get_request("/slow/short?ms=-1", ID)).await;
     assert_eq!(res.status, 400);
 }
 
@@ -93,7 +91,7 @@ async fn concurrent_timeouts() {
                 } else {
                     "/slow?ms=1"
                 };
-                (i, raw(addr, &get_req(path)).await.status)
+                (i, raw(addr, &get_request(path, ID)).await.status)
             })
         })
         .collect();

@@ -63,9 +63,9 @@ impl RawResponse {
     }
 }
 
-/// Sends `request` exactly as given (it should say `Connection: close`) and reads
-/// the whole response.
-pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+/// Sends `request` exactly as given (it should say `Connection: close`) and
+/// returns every byte of the answer.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut buf = Vec::new();
@@ -73,36 +73,44 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
         .await
         .expect("response within 10 s")
         .unwrap();
-    parse(&buf)
+    buf
+}
+
+/// Sends `request` exactly as given (it should say `Connection: close`) and reads
+/// the whole response.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    parse(&exchange(addr, request).await)
+}
+
+/// The bytes of a `GET path` that closes its connection, with extra header
+/// lines (each ending in `\r\n`).
+pub fn get_request(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n").into_bytes()
 }
 
 /// A `GET path` with extra header lines (each ending in `\r\n`).
 pub async fn get(addr: SocketAddr, path: &str, extra: &str) -> RawResponse {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n");
-    raw(addr, req.as_bytes()).await
+    raw(addr, &get_request(path, extra)).await
 }
 
+/// Parses a whole HTTP/1.1 response; panics when it is not one.
 pub fn parse(buf: &[u8]) -> RawResponse {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
-    let head = std::str::from_utf8(&buf[..end]).unwrap();
+    try_parse(buf)
+        .unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(buf)))
+}
+
+/// Parses a whole HTTP/1.1 response, `None` when it is not one (cut short, say).
+pub fn try_parse(buf: &[u8]) -> Option<RawResponse> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
         .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+            let (n, v) = l.split_once(':')?;
+            Some((n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         })
-        .collect();
+        .collect::<Option<_>>()?;
     let rest = &buf[end + 4..];
     let chunked = headers
         .iter()
@@ -112,11 +120,11 @@ pub fn parse(buf: &[u8]) -> RawResponse {
     } else {
         rest.to_vec()
     };
-    RawResponse {
+    Some(RawResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 fn dechunk(mut rest: &[u8]) -> Vec<u8> {
