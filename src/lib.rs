@@ -11,6 +11,18 @@
 //! | [`route::MatchedRoute`] (response) | [`route::CaptureRouteLayer`] inside the router | logs, metrics |
 //! | [`error::Problem`] (response) | every layer that answers by itself | logs, metrics |
 //!
+//! # Architecture
+//!
+//! Layers never import each other's internals; their contracts are the typed
+//! extensions above. Every layer that answers by itself (body limit, timeout,
+//! rate limit, error, the exporters) builds a [`error::Problem`] and hands it to
+//! one private respond core, whose [`error::Renderer`] writes problem+json, the
+//! wrapped format or a user's own for HTTP clients and a trailers-only gRPC status
+//! for gRPC calls, always into the one [`body::ResponseBody`]. The request id and
+//! trace id a handler (or a `Problem` built in it) reads come from the request's
+//! scope, set by [`request_id::RequestIdLayer`] and [`trace_context`]; paths are
+//! named once, in one grammar, by [`paths::PathSet`].
+//!
 //! # Example
 //!
 //! ```
