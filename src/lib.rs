@@ -88,6 +88,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 /// The boxed error every layer's body and check errors convert into: the one
 /// error type of the crate's own bodies, health checks and server.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -96,6 +99,7 @@ pub mod body;
 pub mod body_limit;
 pub mod client_ip;
 pub mod config;
+mod context;
 pub mod error;
 mod error_chain;
 // Entry points for the fuzz targets in `fuzz/`; not a public API.

@@ -186,15 +186,7 @@ mod capture {
             Self { inner }
         }
 
-        /// The wrapped service.
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// Unwraps the inner service.
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
+        define_inner_service_accessors!();
     }
 
     impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CaptureRoute<S>

@@ -524,20 +524,7 @@ impl<S> SecurityHeaders<S> {
         SecurityHeadersLayer::api().layer(inner)
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 /// Whether the request came over HTTPS, directly or through a trusted proxy.

@@ -46,10 +46,11 @@
 //! # }
 //! ```
 
-use std::cell::Cell;
 use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::context;
 
 /// The `traceparent` header name.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -281,29 +282,24 @@ fn encode_hex<'a>(bytes: &[u8], buf: &'a mut [u8]) -> &'a str {
     std::str::from_utf8(buf).unwrap_or_default()
 }
 
-thread_local! {
-    static CURRENT: Cell<Option<TraceId>> = const { Cell::new(None) };
-    /// The request's valid incoming `traceparent`, when its trace is `CURRENT`'s.
-    static INCOMING: Cell<Option<TraceContext>> = const { Cell::new(None) };
-}
-
-/// The trace id of the request being processed on this thread, if known.
+/// The trace id of the request being processed, if known.
 ///
-/// Set by [`RequestLogLayer`](crate::log::RequestLogLayer) while it calls and polls
-/// the inner service; with the `otel` feature, falls back to the trace of the
-/// current `tracing` span (so spawned tasks instrumented with a request's span find
-/// it too). [`Problem::new`](crate::error::Problem::new) reads it.
+/// Part of the request context that [`RequestLogLayer`](crate::log::RequestLogLayer)
+/// sets while it calls and polls the inner service; with the `otel` feature,
+/// falls back to the trace of the current `tracing` span (so spawned tasks
+/// instrumented with a request's span find it too).
+/// [`Problem::new`](crate::error::Problem::new) reads it.
 pub fn current() -> Option<TraceId> {
-    CURRENT.with(Cell::get).or_else(fallback)
+    context::read(|c| c.trace_id).flatten().or_else(fallback)
 }
 
 #[cfg(feature = "otel")]
-fn fallback() -> Option<TraceId> {
+pub(crate) fn fallback() -> Option<TraceId> {
     crate::otel::current_span_trace_id()
 }
 
 #[cfg(not(feature = "otel"))]
-fn fallback() -> Option<TraceId> {
+pub(crate) fn fallback() -> Option<TraceId> {
     None
 }
 
@@ -312,33 +308,7 @@ fn fallback() -> Option<TraceId> {
 /// OpenTelemetry span stands in between.
 #[cfg_attr(not(feature = "otel"), allow(dead_code))]
 pub(crate) fn incoming() -> Option<TraceContext> {
-    INCOMING.with(Cell::get)
-}
-
-/// Runs `f` with `id` as the [`current()`] trace id and `incoming` as the
-/// [`incoming()`] context (kept only when its trace is `id`), restoring the
-/// previous ones after, even if `f` panics. With no `id`, changes nothing.
-pub(crate) fn scope<R>(
-    id: Option<TraceId>,
-    incoming: Option<TraceContext>,
-    f: impl FnOnce() -> R,
-) -> R {
-    struct Restore(Option<TraceId>, Option<TraceContext>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
-            INCOMING.with(|c| c.set(self.1));
-        }
-    }
-    if id.is_none() {
-        return f();
-    }
-    let incoming = incoming.filter(|tc| Some(tc.trace_id()) == id);
-    let _restore = Restore(
-        CURRENT.with(|c| c.replace(id)),
-        INCOMING.with(|c| c.replace(incoming)),
-    );
-    f()
+    context::read(|c| c.incoming).flatten()
 }
 
 #[cfg(test)]
@@ -456,9 +426,19 @@ mod tests {
 
     #[test]
     fn scope_sets_and_restores() {
+        use crate::context::RequestContext;
+        fn scope<R>(id: Option<TraceId>, tc: Option<TraceContext>, f: impl FnOnce() -> R) -> R {
+            match id {
+                Some(id) => RequestContext::current().with_trace(id, tc).sync_scope(f),
+                None => f(),
+            }
+        }
+        fn in_scope() -> Option<TraceId> {
+            context::read(|c| c.trace_id).flatten()
+        }
         let a = TraceId::from_bytes([1; 16]);
         let b = TraceId::from_bytes([2; 16]);
-        assert_eq!(CURRENT.with(Cell::get), None);
+        assert_eq!(in_scope(), None);
         let span = SpanId::from_bytes([3; 8]).unwrap();
         let from_a = TraceContext::new(a.unwrap(), span, 1);
         scope(a, Some(from_a), || {
@@ -473,11 +453,11 @@ mod tests {
             assert_eq!(incoming(), Some(from_a));
             scope(None, None, || assert_eq!(current(), a));
         });
-        assert_eq!(CURRENT.with(Cell::get), None);
+        assert_eq!(in_scope(), None);
         assert_eq!(incoming(), None);
         let caught = std::panic::catch_unwind(|| scope(a, Some(from_a), || panic!("boom")));
         assert!(caught.is_err());
-        assert_eq!(CURRENT.with(Cell::get), None);
+        assert_eq!(in_scope(), None);
         assert_eq!(incoming(), None);
     }
 

@@ -15,7 +15,6 @@ use crate::body::{AnyBody, ResponseMode};
 use crate::config::{self, ConfigError};
 use crate::error::Renderer;
 use crate::paths::PathRules;
-use crate::request_id::RequestId;
 
 /// The default limit: 1 MiB.
 pub const DEFAULT_LIMIT: u64 = 1 << 20;
@@ -191,20 +190,7 @@ impl<S> BodyLimit<S> {
 }
 
 impl<S, M> BodyLimit<S, M> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, M, B, ResBody> Service<Request<B>> for BodyLimit<S, M>
@@ -224,7 +210,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.config.limit_for(req.uri().path());
-        let request_id = || req.extensions().get::<RequestId>().cloned();
+        let request_id = || crate::context::request_id_for_later(req.extensions());
         let declared = match declared_length(req.headers()) {
             Ok(Some(length)) if length > limit => {
                 return ResponseFuture::too_large(

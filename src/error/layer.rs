@@ -152,20 +152,7 @@ impl<S> ErrorService<S> {
 }
 
 impl<S, M> ErrorService<S, M> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: Clone, M> Clone for ErrorService<S, M> {
@@ -219,7 +206,7 @@ where
         // Kept for answers made without a response (panics, errors). Problems pick
         // up the id of the request in scope themselves; copy it only when that is
         // missing, which spares the copy in the canonical stack.
-        let request_id = crate::request_id::for_later(req.extensions()).map(Box::new);
+        let request_id = crate::context::request_id_for_later(req.extensions()).map(Box::new);
         // The head is gone with the request once the inner service has it.
         let report = self.reporter.as_ref().map(|r| Capture::new(r, &req));
         // A gRPC call is answered with a gRPC status.

@@ -166,6 +166,10 @@ pub(crate) struct RenderMark {
 impl Problem {
     /// A problem with `status` and the usual [`Code`] for it.
     pub fn new(status: StatusCode) -> Self {
+        // One read of the request context for both ids.
+        let (request_id, trace_id) =
+            crate::context::read(|c| (c.request_id.clone(), c.trace_id)).unwrap_or_default();
+        let trace_id = trace_id.or_else(crate::trace_context::fallback);
         Self {
             status,
             code: Code::for_status(status),
@@ -173,8 +177,8 @@ impl Problem {
             detail: None,
             type_uri: None,
             errors: Vec::new(),
-            request_id: crate::request_id::current(),
-            trace_id: crate::trace_context::current().map(|t| Arc::from(t.encode(&mut [0; 32]))),
+            request_id,
+            trace_id: trace_id.map(|t| Arc::from(t.encode(&mut [0; 32]))),
             timestamp: SystemTime::now(),
             rejected_by: None,
             source: None,

@@ -19,12 +19,13 @@ use tracing::{Level, Span};
 pub use crate::body::BodyCapture;
 use crate::client_ip::ClientIp;
 use crate::config::{self, ConfigError};
+use crate::context::{RequestContext, Scoped};
 use crate::error::Problem;
 use crate::paths::PathSet;
 use crate::redact::Redactor;
 use crate::request_id::{ClientRequestId, RequestId};
 use crate::route::MatchedRoute;
-use crate::trace_context::{self, TraceContext, TraceId};
+use crate::trace_context::{TraceContext, TraceId};
 
 /// Fields a handler (or an inner layer) adds to its request's log line.
 ///
@@ -305,20 +306,7 @@ impl<S: fmt::Debug> fmt::Debug for RequestLog<S> {
 }
 
 impl<S> RequestLog<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 /// What is known of a request before its response.
@@ -339,9 +327,6 @@ struct Pending {
     span: Span,
     /// The effective trace id: incoming, or started by OpenTelemetry.
     trace_id: Option<TraceId>,
-    /// The valid incoming `traceparent`, forwarded by outgoing requests when no
-    /// OpenTelemetry span stands in between.
-    incoming: Option<TraceContext>,
     probe: bool,
 }
 
@@ -381,7 +366,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(config) = &self.config else {
             return ResponseFuture {
-                inner: self.inner.call(req),
+                inner: Scoped::plain(self.inner.call(req)),
                 record: None,
                 watchdog: None,
                 off: true,
@@ -402,6 +387,8 @@ where
         if let Some(parent) = parent {
             req.extensions_mut().insert(parent);
         }
+        // The valid incoming `traceparent`, forwarded by outgoing requests when
+        // no OpenTelemetry span stands in between.
         let incoming = parent;
         let fields = LogFields::default();
         super::format::attach(&span, &fields);
@@ -432,14 +419,21 @@ where
             request_body,
             span,
             trace_id,
-            incoming,
         };
         let watchdog = config
             .watchdog
             .map(|after| Box::pin(tokio::time::sleep(after)));
-        let inner = pending
-            .span
-            .in_scope(|| trace_context::scope(trace_id, incoming, || self.inner.call(req)));
+        // The trace id joins the request's context while the inner service is
+        // called and polled.
+        let inner = &mut self.inner;
+        let inner = pending.span.in_scope(|| match trace_id {
+            Some(id) => {
+                let context = RequestContext::current().with_trace(id, incoming);
+                let future = context.clone().sync_scope(|| inner.call(req));
+                context.scope(future)
+            }
+            None => Scoped::plain(inner.call(req)),
+        });
         ResponseFuture {
             inner,
             record: Some(Box::new(Record {
@@ -524,7 +518,7 @@ pin_project! {
     /// The response future of [`RequestLog`].
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Scoped<F>,
         record: Option<Box<Record>>,
         watchdog: Option<Pin<Box<tokio::time::Sleep>>>,
         // The layer is switched off: the response passes through unlogged.
@@ -566,7 +560,7 @@ where
         };
         let result = {
             let _enter = pending.span.enter();
-            trace_context::scope(pending.trace_id, pending.incoming, || this.inner.poll(cx))
+            this.inner.poll(cx)
         };
         let result = match result {
             Poll::Ready(r) => r,

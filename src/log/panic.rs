@@ -174,10 +174,11 @@ mod tests {
 
     #[test]
     fn carries_the_request_id_and_odd_payloads() {
-        let mut slot = Some(RequestId::new("req-panic-1").unwrap());
+        let context = crate::context::RequestContext::default()
+            .with_request_id(RequestId::new("req-panic-1").unwrap());
         let got = captured(|| {
             let payload: Box<dyn std::any::Any + Send> = Box::new(42_u8);
-            crate::request_id::enter(&mut slot, || {
+            context.sync_scope(|| {
                 emit(crate::panics::message(&*payload), None);
             });
         });

@@ -7,6 +7,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::context::RequestContext;
+
 use super::{
     ClientRequestId, IncomingPolicy, MakeRequestId, MakeUuidV7, RequestId, Scoped,
     X_CORRELATION_ID, X_REQUEST_ID,
@@ -73,20 +75,7 @@ impl<S> RequestIdService<S> {
 }
 
 impl<S, M> RequestIdService<S, M> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 /// The id the client sent, if it is usable.
@@ -145,13 +134,13 @@ where
         req.headers_mut()
             .insert(X_REQUEST_ID, id.header_value().clone());
         req.extensions_mut().insert(id.clone());
-        // The id goes with the future and is in scope while it is called and
-        // polled, so that handlers read it with `current()`.
-        let mut id = Some(id);
+        // The id goes with the future and is in the request's context while it
+        // is called and polled, so that handlers read it with `current()`.
+        let context = RequestContext::current().with_request_id(id);
         let inner = &mut self.inner;
-        let future = super::enter(&mut id, || inner.call(req));
+        let future = context.clone().sync_scope(|| inner.call(req));
         ResponseFuture {
-            inner: Scoped::with_slot(future, id),
+            inner: context.scope(future),
         }
     }
 }
@@ -175,7 +164,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut inner = self.project().inner;
         let mut response = std::task::ready!(inner.as_mut().poll(cx))?;
-        if let Some(id) = inner.take_id() {
+        if let Some(id) = inner.take_context().and_then(|c| c.request_id) {
             response
                 .headers_mut()
                 .insert(X_REQUEST_ID, id.header_value().clone());

@@ -74,8 +74,8 @@ use http::header::HeaderName;
 
 pub use self::layer::{RequestIdLayer, RequestIdService, ResponseFuture};
 pub use self::make::{MakeRequestId, MakeUuidV7};
-pub use self::scoped::{Scoped, current, scope, spawn};
-pub(crate) use self::scoped::{enter, for_later};
+pub use self::scoped::{current, scope, spawn};
+pub use crate::context::Scoped;
 
 /// The canonical request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

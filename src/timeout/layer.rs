@@ -129,20 +129,7 @@ impl<S> Timeout<S> {
         TimeoutLayer::new(timeout)
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
@@ -170,7 +157,7 @@ where
         // future does not finish on its first poll.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
         // Inside a request id scope, the 504 picks the id up itself.
-        let request_id = crate::request_id::for_later(req.extensions());
+        let request_id = crate::context::request_id_for_later(req.extensions());
         let grpc = crate::media::is_grpc(req.headers());
         let future = self.inner.call(req);
         ResponseFuture::new(future, deadline, timeout, request_id, grpc, config)
