@@ -16,16 +16,32 @@
 
 use std::sync::Arc;
 
+mod pattern;
 mod rules;
+use self::pattern::Pattern;
 pub(crate) use self::rules::PathRules;
 
-/// Exact paths and prefixes (a pattern ending in `/*` matches the prefix itself
-/// and everything below it; one ending in `*` matches any path starting with what
-/// precedes it). Cheap to clone.
+/// A set of path patterns, in the one grammar every layer that takes paths uses
+/// (`skip_paths`, `probes`, per-route limits and timeouts, rate-limit policies).
+///
+/// Paths are compared byte for byte as the router sees them: no decoding, no
+/// normalisation, case kept, query excluded. In a pattern:
+///
+/// | pattern | matches | does not match |
+/// |---|---|---|
+/// | `/metrics` (no `*`) | `/metrics` | `/metrics/`, `/metricsx` |
+/// | `/health/*` or `/health/**` | `/health`, `/health/live`, `/health/a/b` | `/healthz` |
+/// | `/static*` (a `*` at the end) | `/static`, `/static.css`, `/static/a/b` | `/stat` |
+/// | `/users/*/avatar` (any other `*`) | `/users/7/avatar` | `/users/7/8/avatar` |
+///
+/// A `*` at the end of a pattern matches the rest of the path, `/` included,
+/// and a pattern ending in `/*` also matches the path before it; any other `*`
+/// matches any characters within one segment. Cheap to clone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathSet {
+    /// Exact paths, compared first: most sets are mostly these.
     exact: Arc<[Box<str>]>,
-    prefixes: Arc<[Box<str>]>,
+    patterns: Arc<[Pattern]>,
 }
 
 impl PathSet {
@@ -36,21 +52,17 @@ impl PathSet {
         P: AsRef<str>,
     {
         let mut exact = Vec::new();
-        let mut prefixes = Vec::new();
+        let mut others = Vec::new();
         for p in patterns {
-            let p = p.as_ref();
-            if let Some(dir) = p.strip_suffix("/*") {
-                exact.push(Box::from(if dir.is_empty() { "/" } else { dir }));
-                prefixes.push(Box::from(format!("{dir}/")));
-            } else if let Some(prefix) = p.strip_suffix('*') {
-                prefixes.push(Box::from(prefix));
-            } else {
-                exact.push(Box::from(p));
+            let pattern = Pattern::new(p.as_ref());
+            match pattern.exact() {
+                Some(path) => exact.push(Box::from(path)),
+                None => others.push(pattern),
             }
         }
         Self {
             exact: exact.into(),
-            prefixes: prefixes.into(),
+            patterns: others.into(),
         }
     }
 
@@ -62,13 +74,12 @@ impl PathSet {
     /// Whether `path` (without query) is in the set.
     #[inline]
     pub fn contains(&self, path: &str) -> bool {
-        self.exact.iter().any(|e| **e == *path)
-            || self.prefixes.iter().any(|p| path.starts_with(&**p))
+        self.exact.iter().any(|e| **e == *path) || self.patterns.iter().any(|p| p.matches(path))
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty()
+        self.exact.is_empty() && self.patterns.is_empty()
     }
 }
 

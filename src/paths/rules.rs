@@ -1,11 +1,11 @@
 //! Per-route settings matched on the request path: the per-route limits of the
 //! body-limit and timeout layers.
 
-/// A list of `(pattern, value)` rules.
-///
-/// A pattern is either an exact path (`/upload`) or a prefix ending in `/*`
-/// (`/files/*`), which matches the prefix itself (`/files`) and every path under it
-/// (`/files/a/b`). Paths are compared byte for byte, without decoding or
+use super::Pattern;
+
+/// A list of `(pattern, value)` rules, patterns in the grammar of
+/// [`PathSet`](super::PathSet): `/upload`, `/files/*` (`/files` and every path
+/// under it), `/v*/items`. Paths are compared byte for byte, without decoding or
 /// normalisation, the way axum's router compares them: `/upload/` and `/Upload`
 /// are not `/upload`. The first rule that matches wins, in the order they were
 /// added.
@@ -20,19 +20,9 @@ impl<T> Default for PathRules<T> {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Pattern {
-    Exact(Box<str>),
-    Prefix(Box<str>),
-}
-
 impl<T: Copy> PathRules<T> {
     pub(crate) fn push(&mut self, pattern: &str, value: T) {
-        let pattern = match pattern.strip_suffix("/*") {
-            Some(prefix) => Pattern::Prefix(prefix.into()),
-            None => Pattern::Exact(pattern.into()),
-        };
-        self.rules.push((pattern, value));
+        self.rules.push((Pattern::new(pattern), value));
     }
 
     /// The value of the first rule matching `path`.
@@ -41,21 +31,31 @@ impl<T: Copy> PathRules<T> {
         if self.rules.is_empty() {
             return None;
         }
-        self.rules.iter().find_map(|(pattern, value)| {
-            let hit = match pattern {
-                Pattern::Exact(p) => path == &**p,
-                Pattern::Prefix(p) => path
-                    .strip_prefix(&**p)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
-            };
-            hit.then_some(*value)
-        })
+        self.rules
+            .iter()
+            .find_map(|(pattern, value)| pattern.matches(path).then_some(*value))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::paths::PathSet;
+
+    proptest! {
+        /// Rules and sets read a pattern the same way.
+        #[test]
+        fn rules_and_sets_share_the_grammar(
+            pattern in "[/ab*]{0,10}",
+            path in "[/ab]{0,10}",
+        ) {
+            let mut rules = PathRules::default();
+            rules.push(&pattern, ());
+            prop_assert_eq!(rules.get(&path).is_some(), PathSet::new([&pattern]).contains(&path));
+        }
+    }
 
     #[test]
     fn exact_prefix_and_order() {

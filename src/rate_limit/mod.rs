@@ -132,7 +132,9 @@ pub use self::future::ResponseFuture;
 pub use self::key::{CustomKey, KeyBy};
 pub use self::layer::RateLimitLayer;
 pub use self::local::RateLimitClock;
-pub use self::policy::{PathPatterns, Policy, RequestHead};
+#[allow(deprecated)]
+pub use self::policy::PathPatterns;
+pub use self::policy::{Policy, RequestHead};
 pub use self::quota::{Quota, QuotaError};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackend, TimeSource};

@@ -5,6 +5,7 @@ use http::{Extensions, HeaderMap, Method, Request, Uri};
 
 use super::key::KeyBy;
 use super::quota::Quota;
+use crate::paths::PathSet;
 
 /// The parts of a request that predicates, cost functions and keys look at.
 #[derive(Clone, Copy, Debug)]
@@ -47,95 +48,10 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// A set of path patterns, such as the probe and noise routes
-/// `["/health/*", "/metrics"]` that logging, metrics and rate limiting all skip.
-///
-/// Patterns match the request path segment by segment: `*` matches any characters
-/// inside one segment (`/health/*` matches `/health/live`, not `/health/a/b`), and a
-/// last segment `**` matches any number of segments (`/admin/**` matches `/admin`,
-/// `/admin/users/7`). Everything else is literal. Route templates are not known
-/// before routing, so patterns match the path itself.
-///
-/// ```
-/// use tower_ops::rate_limit::PathPatterns;
-///
-/// let probes = PathPatterns::new(["/health/*", "/metrics", "/static/**"]);
-/// assert!(probes.matches("/health/ready"));
-/// assert!(probes.matches("/static/css/site.css"));
-/// assert!(!probes.matches("/health/ready/extra"));
-/// assert!(!probes.matches("/metricsx"));
-/// ```
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct PathPatterns {
-    patterns: Arc<[Box<str>]>,
-}
-
-impl PathPatterns {
-    /// A set of the given patterns.
-    pub fn new<I>(patterns: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        Self {
-            patterns: patterns
-                .into_iter()
-                .map(|p| Box::from(p.as_ref()))
-                .collect(),
-        }
-    }
-
-    /// Whether the set holds no pattern.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
-    /// Whether `path` matches one of the patterns.
-    pub fn matches(&self, path: &str) -> bool {
-        self.patterns.iter().any(|p| path_matches(p, path))
-    }
-}
-
-impl fmt::Debug for PathPatterns {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.patterns.iter()).finish()
-    }
-}
-
-fn path_matches(pattern: &str, path: &str) -> bool {
-    let mut pat = pattern.split('/');
-    let mut segs = path.split('/');
-    loop {
-        match (pat.next(), segs.next()) {
-            (Some("**"), _) => return pat.next().is_none(),
-            (Some(p), Some(s)) if segment_matches(p.as_bytes(), s.as_bytes()) => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
-/// `*` wildcard match within one segment, linear backtracking on the last star.
-fn segment_matches(pat: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        if p < pat.len() && pat[p] == b'*' {
-            star = Some((p, i));
-            p += 1;
-        } else if p < pat.len() && pat[p] == s[i] {
-            p += 1;
-            i += 1;
-        } else if let Some((sp, si)) = star {
-            p = sp + 1;
-            i = si + 1;
-            star = Some((sp, si + 1));
-        } else {
-            return false;
-        }
-    }
-    pat[p..].iter().all(|&c| c == b'*')
-}
+/// The path patterns of [`Policy::paths`]: a [`PathSet`], in the grammar every
+/// layer shares.
+#[deprecated(note = "use `tower_ops::paths::PathSet`: policies take the one path grammar")]
+pub type PathPatterns = PathSet;
 
 type CostFn = Arc<dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync>;
 
@@ -157,7 +73,7 @@ pub struct Policy {
     pub(crate) name: Arc<str>,
     pub(crate) quota: Quota,
     pub(crate) key: KeyBy,
-    pub(crate) paths: Option<PathPatterns>,
+    pub(crate) paths: Option<PathSet>,
     pub(crate) methods: Option<Arc<[Method]>>,
     pub(crate) cost: Option<CostFn>,
     pub(crate) warn_missing_key_after: u32,
@@ -198,13 +114,14 @@ impl Policy {
         self
     }
 
-    /// Applies only to paths matching one of `patterns` (see [`PathPatterns`]).
+    /// Applies only to paths matching one of `patterns` (in the grammar of
+    /// [`PathSet`]: `/auth/*` is `/auth` and everything below it).
     pub fn paths<I>(mut self, patterns: I) -> Self
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.paths = Some(PathPatterns::new(patterns));
+        self.paths = Some(PathSet::new(patterns));
         self
     }
 
@@ -258,7 +175,7 @@ impl Policy {
             && self
                 .paths
                 .as_ref()
-                .is_none_or(|p| p.matches(head.uri.path()))
+                .is_none_or(|p| p.contains(head.uri.path()))
     }
 
     #[inline]
@@ -288,27 +205,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn globs() {
-        assert!(path_matches("/health/*", "/health/live"));
-        assert!(path_matches("/health/*", "/health/"));
-        assert!(!path_matches("/health/*", "/health"));
-        assert!(!path_matches("/health/*", "/health/a/b"));
-        assert!(path_matches("/api/**", "/api"));
-        assert!(path_matches("/api/**", "/api/v1/users/7"));
-        assert!(!path_matches("/api/**", "/apix/v1"));
-        assert!(path_matches("/users/*/posts", "/users/42/posts"));
-        assert!(path_matches("/files/*.txt", "/files/a.b.txt"));
-        assert!(!path_matches("/files/*.txt", "/files/a.txt.gz"));
-        assert!(path_matches("/metrics", "/metrics"));
-        assert!(!path_matches("/metrics", "/metrics/"));
-        assert!(path_matches("*", ""));
-    }
-
-    #[test]
-    fn hostile_paths_are_cheap() {
-        let long = format!("/{}", "a".repeat(100_000));
-        assert!(!path_matches("/*a*a*a*a*a*b", &long));
-        assert!(path_matches("/**", &long));
+    fn paths_take_the_one_grammar() {
+        let p = Policy::new("api", Quota::per_second(1)).paths(["/health/*", "/users/*/posts"]);
+        let applies = |path: &str| {
+            let req = Request::get(path).body(()).unwrap();
+            p.applies(&RequestHead::of(&req))
+        };
+        for yes in ["/health", "/health/live", "/health/a/b", "/users/42/posts"] {
+            assert!(applies(yes), "{yes}");
+        }
+        for no in ["/healthz", "/users/4/2/posts", "/other"] {
+            assert!(!applies(no), "{no}");
+        }
     }
 
     #[test]
