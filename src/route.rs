@@ -186,6 +186,11 @@ mod capture {
             Self { inner }
         }
 
+        /// The layer: [`CaptureRouteLayer::new`].
+        pub fn layer() -> CaptureRouteLayer {
+            CaptureRouteLayer::new()
+        }
+
         define_inner_service_accessors!();
     }
 

@@ -524,6 +524,11 @@ impl<S> SecurityHeaders<S> {
         SecurityHeadersLayer::api().layer(inner)
     }
 
+    /// A layer with the [`api()`](SecurityHeadersLayer::api) preset.
+    pub fn layer() -> SecurityHeadersLayer {
+        SecurityHeadersLayer::api()
+    }
+
     define_inner_service_accessors!();
 }
 

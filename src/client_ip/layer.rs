@@ -220,10 +220,10 @@ impl Config {
 }
 
 impl<S> Layer<S> for ClientIpLayer {
-    type Service = ClientIpService<S>;
+    type Service = ResolveClientIp<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientIpService {
+        ResolveClientIp {
             inner,
             layer: self.clone(),
         }
@@ -232,21 +232,26 @@ impl<S> Layer<S> for ClientIpLayer {
 
 /// The service made by [`ClientIpLayer`].
 #[derive(Clone, Debug)]
-pub struct ClientIpService<S> {
+pub struct ResolveClientIp<S> {
     inner: S,
     layer: ClientIpLayer,
 }
 
-impl<S> ClientIpService<S> {
+impl<S> ResolveClientIp<S> {
     /// Wraps `inner`, trusting no proxy.
     pub fn new(inner: S) -> Self {
         ClientIpLayer::new().layer(inner)
     }
 
+    /// A layer trusting no proxy: [`ClientIpLayer::new`].
+    pub fn layer() -> ClientIpLayer {
+        ClientIpLayer::new()
+    }
+
     define_inner_service_accessors!();
 }
 
-impl<S, B> Service<Request<B>> for ClientIpService<S>
+impl<S, B> Service<Request<B>> for ResolveClientIp<S>
 where
     S: Service<Request<B>>,
 {

@@ -57,7 +57,11 @@ pub(crate) mod parse;
 
 use std::net::IpAddr;
 
-pub use self::layer::{ClientIpLayer, ClientIpService};
+pub use self::layer::{ClientIpLayer, ResolveClientIp};
+
+/// The old name of [`ResolveClientIp`].
+#[deprecated(note = "renamed to `ResolveClientIp`, after the `X<S>` naming of the other services")]
+pub type ClientIpService<S> = ResolveClientIp<S>;
 
 /// Where the address in a [`ClientIp`] came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

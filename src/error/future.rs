@@ -31,7 +31,7 @@ pub(crate) enum Failure {
 }
 
 pin_project! {
-    /// The response future of [`ErrorService`](super::ErrorService).
+    /// The response future of [`ErrorEnvelope`](super::ErrorEnvelope).
     pub struct ResponseFuture<F, B, M = AnyBody> {
         #[pin]
         kind: Kind<F, B>,

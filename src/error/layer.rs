@@ -115,10 +115,10 @@ impl<M> ErrorLayer<M> {
 }
 
 impl<S, M> Layer<S> for ErrorLayer<M> {
-    type Service = ErrorService<S, M>;
+    type Service = ErrorEnvelope<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorService {
+        ErrorEnvelope {
             inner,
             renderer: self.renderer.clone(),
             reporter: self.reporter.clone(),
@@ -134,7 +134,7 @@ impl<S, M> Layer<S> for ErrorLayer<M> {
 /// `Error = S::Error`, answering the inner service's errors is this layer's job.
 /// That is what lets `Router::layer` (which requires `Infallible`) take it, with
 /// tower's `TimeoutLayer` or `LoadShedLayer` inside and no `HandleErrorLayer`.
-pub struct ErrorService<S, M = AnyBody> {
+pub struct ErrorEnvelope<S, M = AnyBody> {
     inner: S,
     renderer: Renderer,
     reporter: Option<ErrorReporter>,
@@ -144,18 +144,23 @@ pub struct ErrorService<S, M = AnyBody> {
     _mode: PhantomData<fn() -> M>,
 }
 
-impl<S> ErrorService<S> {
+impl<S> ErrorEnvelope<S> {
     /// Wraps `inner` with the default settings.
     pub fn new(inner: S) -> Self {
         ErrorLayer::new().layer(inner)
     }
+
+    /// A layer with the defaults: [`ErrorLayer::new`].
+    pub fn layer() -> ErrorLayer {
+        ErrorLayer::new()
+    }
 }
 
-impl<S, M> ErrorService<S, M> {
+impl<S, M> ErrorEnvelope<S, M> {
     define_inner_service_accessors!();
 }
 
-impl<S: Clone, M> Clone for ErrorService<S, M> {
+impl<S: Clone, M> Clone for ErrorEnvelope<S, M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -168,16 +173,16 @@ impl<S: Clone, M> Clone for ErrorService<S, M> {
     }
 }
 
-impl<S: fmt::Debug, M> fmt::Debug for ErrorService<S, M> {
+impl<S: fmt::Debug, M> fmt::Debug for ErrorEnvelope<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorService")
+        f.debug_struct("ErrorEnvelope")
             .field("inner", &self.inner)
             .field("renderer", &self.renderer)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S, M>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorEnvelope<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,

@@ -12,7 +12,7 @@ const MAX_LOG_LEN: usize = 2048;
 ///
 /// Every error text the error layer logs goes through here.
 pub(crate) fn for_log(text: &str) -> Cow<'_, str> {
-    match crate::redact::Redactor::default().redact_text(text) {
+    match crate::redact::Redactor::installed().redact_text(text) {
         Cow::Borrowed(clean) => sanitize(clean),
         Cow::Owned(redacted) => Cow::Owned(sanitize(&redacted).into_owned()),
     }

@@ -276,7 +276,11 @@ mod report;
 #[cfg(feature = "axum")]
 pub use self::extract::{Form, Json, Path, Query};
 pub use self::future::ResponseFuture;
-pub use self::layer::{ErrorLayer, ErrorService};
+pub use self::layer::{ErrorEnvelope, ErrorLayer};
+
+/// The old name of [`ErrorEnvelope`].
+#[deprecated(note = "renamed to `ErrorEnvelope`, after the `X<S>` naming of the other services")]
+pub type ErrorService<S, M = crate::body::AnyBody> = ErrorEnvelope<S, M>;
 pub(crate) use self::log::for_log;
 pub(crate) use self::problem::RenderMark;
 pub use self::problem::{Code, FieldError, Location, Problem};

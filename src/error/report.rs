@@ -385,8 +385,9 @@ impl fmt::Debug for ErrorReporter {
 }
 
 fn run(rx: Receiver<Pending>, mut hook: impl ReportError, progress: &Progress) {
-    let redactor = Redactor::default();
     for pending in rx {
+        // Read per report: a redactor installed after start-up applies too.
+        let redactor = Redactor::installed();
         let request_id = pending.problem.get_request_id().cloned();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             hook.report(pending.finish(&redactor));

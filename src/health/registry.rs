@@ -732,7 +732,7 @@ pub(crate) fn sanitize_error(raw: &str) -> String {
     const ELLIPSIS: &str = "...";
     // Secrets in a dependency's error (a connection string, a token) never reach
     // the detailed view.
-    let redacted = crate::redact::Redactor::default().redact_text(raw);
+    let redacted = crate::redact::Redactor::installed().redact_text(raw);
     let raw: &str = &redacted;
     let keep = MAX_ERROR_CHARS - ELLIPSIS.len();
     let mut out = String::with_capacity(raw.len().min(MAX_ERROR_CHARS * 4));

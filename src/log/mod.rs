@@ -88,16 +88,19 @@
 
 mod fields;
 pub(crate) mod format;
+mod future;
 mod init;
 mod layer;
+mod line;
 mod panic;
+mod service;
 mod writer;
 
 pub use self::format::JsonLayer;
+pub use self::future::{LogBody, ResponseFuture};
 pub use self::init::{
     DroppedLines, LogBuilder, LogDestination, LogFormat, LogGuard, LogInitError, init_from_env,
 };
-pub use self::layer::{
-    BodyCapture, LevelPolicy, LogBody, LogFields, RequestLog, RequestLogLayer, ResponseFuture,
-};
+pub use self::layer::{BodyCapture, LevelPolicy, LogFields, RequestLogLayer};
+pub use self::service::RequestLog;
 pub use self::writer::{LogWriter, LogWriterBuilder, WriterGuard};

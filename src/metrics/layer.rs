@@ -67,6 +67,17 @@ impl MetricsLayer {
         Self::builder().register(registry)
     }
 
+    /// The layer of [`Stack::from_env`](crate::stack::Stack::from_env): probes and
+    /// `/metrics` (`PathSet::probes()`) are not measured, and latency exemplars
+    /// carry the trace id. No variable changes it (`METRICS_TOKEN` is the
+    /// exporter's), so this never fails today.
+    pub fn from_env(registry: &mut Registry) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::builder()
+            .skip_paths(PathSet::probes())
+            .trace_exemplars()
+            .register(registry))
+    }
+
     /// A builder to change the defaults.
     pub fn builder() -> MetricsLayerBuilder {
         MetricsLayerBuilder::default()

@@ -38,6 +38,11 @@ impl<S> Metrics<S> {
         Self::from_shared(inner, Some(layer.shared().clone()))
     }
 
+    /// A layer registering its metrics in `registry`: [`MetricsLayer::new`].
+    pub fn layer(registry: &mut prometheus_client::registry::Registry) -> MetricsLayer {
+        MetricsLayer::new(registry)
+    }
+
     pub(crate) fn from_shared(inner: S, shared: Option<Arc<Shared>>) -> Self {
         Self { inner, shared }
     }

@@ -113,7 +113,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use http::Uri;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -177,7 +177,38 @@ impl Default for Redactor {
     }
 }
 
+/// The redactor installed for the process, if any ([`Redactor::install`]).
+static INSTALLED: RwLock<Option<Redactor>> = RwLock::new(None);
+
 impl Redactor {
+    /// Makes this the process's redactor: the one every output without a
+    /// redactor of its own uses. That is the error layer's logged error texts
+    /// and panics, error reports, health check messages, and the default of
+    /// [`RequestLogLayer`](crate::log::RequestLogLayer) (built after the call;
+    /// [`RequestLogLayer::redactor`](crate::log::RequestLogLayer::redactor)
+    /// still sets one layer's own). Configure redaction once, at start-up:
+    ///
+    /// ```
+    /// use tower_ops::redact::Redactor;
+    ///
+    /// Redactor::builder().key("pin").build().install();
+    /// let text = Redactor::installed().redact_text("pin=1234 refused");
+    /// assert_eq!(text, "pin=[REDACTED] refused");
+    /// ```
+    pub fn install(self) {
+        *INSTALLED.write().unwrap_or_else(PoisonError::into_inner) = Some(self);
+    }
+
+    /// The process's redactor: the one [installed](Self::install), or the
+    /// default rules.
+    pub fn installed() -> Self {
+        INSTALLED
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
     /// A builder that starts from the default rules.
     pub fn builder() -> RedactorBuilder {
         RedactorBuilder::new()

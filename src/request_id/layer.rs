@@ -7,6 +7,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::ConfigError;
 use crate::context::RequestContext;
 
 use super::{
@@ -25,6 +26,13 @@ impl RequestIdLayer {
     /// A layer that keeps valid incoming ids and makes UUIDv7 ids otherwise.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The layer [`Stack::from_env`](crate::stack::Stack::from_env) uses, built
+    /// the way every other layer is. No variable changes it: incoming ids are
+    /// always validated and new ones are UUIDv7, so this never fails today.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new())
     }
 }
 
@@ -48,10 +56,10 @@ impl<M> RequestIdLayer<M> {
 }
 
 impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
-    type Service = RequestIdService<S, M>;
+    type Service = SetRequestId<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService {
+        SetRequestId {
             inner,
             maker: self.maker.clone(),
             policy: self.policy,
@@ -61,20 +69,25 @@ impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
 
 /// The service made by [`RequestIdLayer`].
 #[derive(Clone, Debug)]
-pub struct RequestIdService<S, M = MakeUuidV7> {
+pub struct SetRequestId<S, M = MakeUuidV7> {
     inner: S,
     maker: M,
     policy: IncomingPolicy,
 }
 
-impl<S> RequestIdService<S> {
+impl<S> SetRequestId<S> {
     /// Wraps `inner` with the default settings.
     pub fn new(inner: S) -> Self {
         RequestIdLayer::new().layer(inner)
     }
+
+    /// A layer with the defaults: [`RequestIdLayer::new`].
+    pub fn layer() -> RequestIdLayer {
+        RequestIdLayer::new()
+    }
 }
 
-impl<S, M> RequestIdService<S, M> {
+impl<S, M> SetRequestId<S, M> {
     define_inner_service_accessors!();
 }
 
@@ -104,7 +117,7 @@ pub(crate) fn incoming(headers: &HeaderMap) -> Option<RequestId> {
     id
 }
 
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S, M>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for SetRequestId<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     M: MakeRequestId<ReqBody>,
@@ -146,7 +159,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`RequestIdService`].
+    /// The response future of [`SetRequestId`].
     pub struct ResponseFuture<F> {
         // The id is in scope while the inner future is polled, then goes on
         // the response.

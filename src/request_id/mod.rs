@@ -72,7 +72,11 @@ use std::fmt;
 use http::HeaderValue;
 use http::header::HeaderName;
 
-pub use self::layer::{RequestIdLayer, RequestIdService, ResponseFuture};
+pub use self::layer::{RequestIdLayer, ResponseFuture, SetRequestId};
+
+/// The old name of [`SetRequestId`].
+#[deprecated(note = "renamed to `SetRequestId`, after the `X<S>` naming of the other services")]
+pub type RequestIdService<S, M = MakeUuidV7> = SetRequestId<S, M>;
 pub use self::make::{MakeRequestId, MakeUuidV7};
 pub use self::scoped::{current, scope, spawn};
 pub use crate::context::Scoped;
