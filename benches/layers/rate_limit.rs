@@ -1,6 +1,8 @@
 //! `rate_limit`: bare router vs tower_governor keyed by peer IP vs ours keyed by
 //! client IP, headers off and on. Same 1,000 client addresses, quotas that never
-//! reject, through `Router::oneshot`.
+//! reject, through `Router::oneshot`. Every request carries the `ClientIp` a
+//! `ClientIpLayer` outside would have set (the stack always has one), next to
+//! the `ConnectInfo` tower_governor reads.
 //!
 //! Ours runs in its axum mode (`for_axum`), as an axum application would use it.
 //!
@@ -36,6 +38,7 @@ use tower::ServiceExt;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_layer::Layer;
+use tower_ops::client_ip::ClientIp;
 use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
 
 fn router() -> Router {
@@ -55,6 +58,7 @@ struct UserId(u64);
 fn request(addr: SocketAddr, user: Option<u64>) -> Request<Body> {
     let mut r = Request::get("/users/7").body(Body::empty()).unwrap();
     r.extensions_mut().insert(ConnectInfo(addr));
+    r.extensions_mut().insert(ClientIp::from_peer(addr.ip()));
     if let Some(id) = user {
         r.extensions_mut().insert(UserId(id));
     }

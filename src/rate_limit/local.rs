@@ -3,7 +3,7 @@
 use nohash_hasher::BuildNoHashHasher;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::RateLimiter;
 use governor::clock::{Clock as GovernorClock, FakeRelativeClock};
@@ -15,10 +15,16 @@ use super::quota::{Quota, ceil_secs};
 
 /// The time source of the limiter.
 ///
-/// The default reads [`std::time::Instant`] (`CLOCK_MONOTONIC` on Linux), which is
-/// monotonic across CPU cores. governor's default `quanta` clock reads the TSC,
-/// which is not synchronised across cores on some machines and made limiters
-/// reject requests before their burst was used (governor #299), so it is not used.
+/// The default is a monotonic clock that agrees across CPU cores: on Linux
+/// `CLOCK_MONOTONIC_COARSE`, which the kernel updates every tick (1 to 10 ms) and
+/// which costs a fifth of a precise read, elsewhere [`std::time::Instant`]. A
+/// coarse arrival time is never later than the true one, so the limiter can only
+/// be stricter than its quota by at most a tick, never looser; over a window of
+/// seconds the difference does not show. governor's default `quanta` clock reads
+/// the TSC, which is not synchronised across cores on some machines and made
+/// limiters reject requests before their burst was used (governor #299), so it is
+/// not used. The clock read is the largest part of a check: the `rate_limit`
+/// group of `benches/layers` measures it against tower_governor.
 /// [`RateLimitClock::manual`] gives a clock that moves only when told, for tests.
 #[derive(Clone, Debug)]
 pub struct RateLimitClock {
@@ -27,8 +33,24 @@ pub struct RateLimitClock {
 
 #[derive(Clone, Debug)]
 enum ClockKind {
-    System(Instant),
+    /// The system clock's reading when the clock was made.
+    System(Duration),
     Manual(FakeRelativeClock),
+}
+
+/// The monotonic system time, since an arbitrary start.
+#[cfg(target_os = "linux")]
+#[inline]
+fn monotonic() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+#[inline]
+fn monotonic() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 impl Default for RateLimitClock {
@@ -41,7 +63,7 @@ impl RateLimitClock {
     /// The monotonic system clock (the default).
     pub fn system() -> Self {
         Self {
-            kind: ClockKind::System(Instant::now()),
+            kind: ClockKind::System(monotonic()),
         }
     }
 
@@ -76,7 +98,7 @@ impl GovernorClock for RateLimitClock {
     #[inline]
     fn now(&self) -> Nanos {
         match &self.kind {
-            ClockKind::System(base) => Nanos::from(base.elapsed()),
+            ClockKind::System(base) => Nanos::from(monotonic().saturating_sub(*base)),
             ClockKind::Manual(c) => c.now(),
         }
     }
