@@ -25,7 +25,7 @@ pub(super) type SkipFn = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 /// an example. Clones share their state; build the layer once and reuse it.
 ///
 /// `M` chooses the response body: [`AnyBody`] by default, which wraps the inner
-/// body in a [`ResponseBody`], or [`AxumBody`](crate::body::AxumBody) after
+/// body in a [`ResponseBody`](crate::body::ResponseBody), or [`AxumBody`](crate::body::AxumBody) after
 /// [`for_axum`](Self::for_axum).
 pub struct RateLimitLayer<M = AnyBody> {
     // One `Arc`: axum may clone the layer for every request it routes.
@@ -259,7 +259,7 @@ impl<M> RateLimitLayer<M> {
     /// `grpc-message` with the detail, next to the usual `RateLimit`,
     /// `RateLimit-Policy` and `Retry-After` headers. gRPC clients would read a 429
     /// as `UNAVAILABLE`, which retry policies retry at once. The response still
-    /// carries its [`Problem`] (status 429, `RATE_LIMITED`) in its extensions, so the
+    /// carries its [`Problem`](crate::error::Problem) (status 429, `RATE_LIMITED`) in its extensions, so the
     /// log and metrics layers count the rejection. gRPC-Web and every other request
     /// get the HTTP answer. With `false`, gRPC calls get the HTTP answer too.
     ///
