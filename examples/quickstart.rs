@@ -22,6 +22,7 @@ use tower_ops::body_limit::BodyLimitLayer;
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::error::{ErrorLayer, Problem};
 use tower_ops::health::{HealthRegistryBuilder, check_fn};
+use tower_ops::load_shed::ConcurrencyLimitLayer;
 use tower_ops::log::RequestLogLayer;
 use tower_ops::metrics::{MetricsExporter, MetricsLayer};
 use tower_ops::paths::PathSet;
@@ -128,6 +129,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Open connections and what the server refused before any layer ran.
     let connections = tower_ops::serve::ConnectionMetrics::register(&mut registry);
+    // Load shedding: CONCURRENCY_LIMIT is a number, adaptive, or unset (off).
+    let load_shed = ConcurrencyLimitLayer::from_env()?;
+    load_shed.register(&mut registry);
     let exporter = MetricsExporter::from_env(registry)?;
 
     // The canonical order, outermost first.
@@ -138,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(metrics) // RED metrics
         .layer(SecurityHeadersLayer::from_env()?) // SECURITY_HEADERS
         .layer(ErrorLayer::from_env()?) // panics and errors as problems
+        .layer(load_shed) // 503 OVERLOADED above CONCURRENCY_LIMIT
         .layer(TimeoutLayer::from_env()?) // 504 after REQUEST_TIMEOUT_MS
         .layer(RateLimitLayer::from_env()?.skip_paths(PathSet::probes())) // 429
         .layer(BodyLimitLayer::from_env()?.for_axum()); // 413

@@ -60,6 +60,7 @@
 //! | `metrics` | RED metrics on `prometheus-client` and a `/metrics` exporter |
 //! | `rate_limit` | keyed GCRA limits in process or on Redis, IETF headers |
 //! | [`health`] | checks, `/health/live`, `/health/ready`, `/health` |
+//! | [`load_shed`] | a fixed or adaptive limit on requests in flight, 503 `OVERLOADED` above it |
 //! | [`serve`] | the server in front of the stack: header and idle timeouts, a head-size cap, a connection cap, HTTP/1.1 and h2c, connection errors logged and counted, shutdown built in |
 //! | [`shutdown`] | SIGTERM handling and a bounded drain tied to readiness |
 //! | [`trace_context`] | W3C `traceparent` parsing; the trace id in logs and envelopes |
@@ -110,6 +111,7 @@ pub mod __fuzz;
 mod grpc;
 pub mod health;
 mod json;
+pub mod load_shed;
 pub mod log;
 mod media;
 #[cfg(feature = "metrics")]

@@ -670,6 +670,38 @@ async fn timeout() {
 }
 
 #[tokio::test]
+async fn load_shed() {
+    let ex = Example::start("load_shed", &[]);
+    // Eight slow requests at once against a limit of four.
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = ex.addr;
+            tokio::spawn(async move { get(addr, "/slow?ms=1500", "").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // At the limit, the probes still answer.
+    assert_eq!(get(ex.addr, "/health/live", "").await.status, 200);
+    let metrics = get(ex.addr, "/metrics", "").await.text();
+    assert!(
+        metrics.contains("http_server_concurrency_limit 4\n"),
+        "{metrics}"
+    );
+    let mut statuses = Vec::new();
+    for r in slow {
+        let r = r.await.unwrap();
+        if r.status == 503 {
+            assert_problem(&r, 503, "OVERLOADED");
+            assert_eq!(r.header("retry-after"), "1");
+        }
+        statuses.push(r.status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 503, 503, 503, 503]);
+    ex.stop();
+}
+
+#[tokio::test]
 async fn security_headers() {
     let ex = Example::start("security_headers", &[]);
     let r = get(ex.addr, "/api", "").await;

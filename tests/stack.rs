@@ -228,6 +228,7 @@ fn from_env_lists_every_problem() {
         ("SECURITY_HEADERS", "maximum"),
         ("ERROR_FORMAT", "yaml"),
         ("REQUEST_TIMEOUT_MS", "-1"),
+        ("CONCURRENCY_LIMIT", "many"),
         ("RATE_LIMIT_MAX_REQUESTS", "lots"),
         ("RATE_LIMIT_FAILURE_MODE", "maybe"),
         ("BODY_LIMIT_BYTES", "1MB"),
@@ -238,7 +239,11 @@ fn from_env_lists_every_problem() {
     assert!(common::child_with_env("env_child", &bad));
     assert!(common::child_with_env(
         "env_child",
-        &[("BODY_LIMIT_BYTES", "2048"), ("ERROR_FORMAT", "wrapped")]
+        &[
+            ("BODY_LIMIT_BYTES", "2048"),
+            ("ERROR_FORMAT", "wrapped"),
+            ("CONCURRENCY_LIMIT", "adaptive")
+        ]
     ));
 }
 
@@ -267,6 +272,7 @@ fn env_child() {
         "SECURITY_HEADERS",
         "ERROR_FORMAT",
         "REQUEST_TIMEOUT_MS",
+        "CONCURRENCY_LIMIT",
         "RATE_LIMIT_MAX_REQUESTS",
         "RATE_LIMIT_FAILURE_MODE",
         "BODY_LIMIT_BYTES",
@@ -280,4 +286,61 @@ fn env_child() {
         cfg!(feature = "otel"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_requests_are_enveloped_counted_and_the_limit_is_a_gauge() {
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(JsonLayer::new(std::io::sink)),
+    );
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let load_shed = tower_ops::load_shed::ConcurrencyLimitLayer::fixed(1);
+    let stack = Stack::new().load_shed(load_shed.clone()).for_axum();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                let gate = held.clone();
+                async move {
+                    let _permit = gate.acquire().await.unwrap();
+                    "done"
+                }
+            }),
+        )
+        .merge(stack.routes())
+        .layer(CaptureRouteLayer::new())
+        .layer(stack);
+    let addr = serve(app).await;
+
+    let slow = tokio::spawn(async move { http_get(addr, "/slow", "").await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while load_shed.in_flight() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let shed = http_get(addr, "/slow", "x-request-id: shed-1\r\n").await;
+    assert_eq!(shed.status, 503, "{}", shed.text());
+    assert_eq!(shed.header("retry-after"), "1");
+    assert_eq!(shed.header("x-request-id"), "shed-1");
+    let problem = shed.json();
+    assert_eq!(problem["code"], "OVERLOADED", "{problem}");
+    assert_eq!(problem["request_id"], "shed-1", "{problem}");
+    // The metrics exporter is a probe path: it answers while the limit is full.
+    let metrics = http_get(addr, "/metrics", "").await.text();
+    assert!(
+        metrics.contains("http_server_concurrency_limit 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "http_server_rejections_total{rejected_by=\"load_shed\",code=\"OVERLOADED\"} 1"
+        ),
+        "{metrics}"
+    );
+    gate.add_permits(1);
+    assert_eq!(slow.await.unwrap().status, 200);
 }

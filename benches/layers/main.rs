@@ -9,6 +9,7 @@
 mod error;
 mod health;
 mod limits;
+mod load_shed;
 mod log;
 mod metrics;
 mod otel;
@@ -25,6 +26,7 @@ criterion::criterion_group!(
     error::bench,
     health::bench,
     limits::bench,
+    load_shed::bench,
     log::bench,
     metrics::bench,
     otel::bench,

@@ -43,6 +43,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_layer::Layer;
 use tower_ops::body_limit::AxumBody;
+use tower_ops::load_shed::ConcurrencyLimitLayer;
 use tower_ops::log::{JsonLayer, LogWriter, WriterGuard};
 use tower_ops::paths::PathSet;
 use tower_ops::rate_limit::{Quota, RateLimitLayer};
@@ -63,16 +64,20 @@ pub(crate) enum Kind {
     Bare,
     Peer,
     TowerOps,
+    /// The stack with an adaptive load shedder whose limit is never reached:
+    /// minus `tower_ops`, the shedder's cost per request.
+    TowerOpsLoadShed,
     AroundBare,
     AroundTowerOps,
 }
 
 impl Kind {
     /// Every stack, in the order the bench reports them.
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::Bare,
         Kind::Peer,
         Kind::TowerOps,
+        Kind::TowerOpsLoadShed,
         Kind::AroundBare,
         Kind::AroundTowerOps,
     ];
@@ -83,6 +88,7 @@ impl Kind {
             Kind::Bare => "bare",
             Kind::Peer => "peer",
             Kind::TowerOps => "tower_ops",
+            Kind::TowerOpsLoadShed => "tower_ops_load_shed",
             Kind::AroundBare => "around_bare",
             Kind::AroundTowerOps => "around_tower_ops",
         }
@@ -97,6 +103,9 @@ impl Kind {
             Kind::TowerOps => routes()
                 .layer(CaptureRouteLayer::new())
                 .layer(tower_ops_stack()),
+            Kind::TowerOpsLoadShed => routes()
+                .layer(CaptureRouteLayer::new())
+                .layer(tower_ops_stack().load_shed(ConcurrencyLimitLayer::adaptive())),
             Kind::AroundBare => Router::new().fallback_service(routes()),
             Kind::AroundTowerOps => Router::new().fallback_service(
                 tower_ops_stack().layer(routes().layer(CaptureRouteLayer::new())),
@@ -121,7 +130,7 @@ impl Kind {
                     .with(layer);
                 (Dispatch::new(subscriber), None)
             }
-            Kind::TowerOps | Kind::AroundTowerOps => {
+            Kind::TowerOps | Kind::TowerOpsLoadShed | Kind::AroundTowerOps => {
                 let (writer, guard) = LogWriter::builder().writer(log.open()?);
                 let subscriber = tracing_subscriber::registry()
                     .with(LevelFilter::INFO)

@@ -41,6 +41,8 @@ impl Code {
     pub const SERVICE_UNAVAILABLE: Code = Code::from_static("SERVICE_UNAVAILABLE");
     /// 504 (or the status a timeout layer was configured with).
     pub const TIMEOUT: Code = Code::from_static("TIMEOUT");
+    /// 503 from the load shedder: too many requests in flight.
+    pub const OVERLOADED: Code = Code::from_static("OVERLOADED");
 
     /// A code known at compile time.
     pub const fn from_static(code: &'static str) -> Self {

@@ -2,7 +2,7 @@
 //!
 //! [`Stack`] applies every tower-ops layer in the canonical order (outermost
 //! first): request id, client IP, request log, metrics, security headers, error
-//! envelopes, timeout, your authentication ([`Stack::auth`], none by default),
+//! envelopes, load shedding (off unless asked for), timeout, your authentication ([`Stack::auth`], none by default),
 //! rate limit, body limit. Each layer can be replaced or, for the optional ones,
 //! switched off, and [`Stack::from_env`] reads every variable of the README's
 //! environment table, reporting all invalid values at once.
@@ -94,6 +94,7 @@ use crate::client_ip::ClientIpLayer;
 use crate::config::ConfigError;
 use crate::error::{ErrorLayer, ErrorReporter};
 use crate::health::{HealthCheck, HealthRegistry, HealthRegistryBuilder};
+use crate::load_shed::ConcurrencyLimitLayer;
 use crate::log::RequestLogLayer;
 #[cfg(feature = "metrics")]
 use crate::metrics::{MetricsExporter, MetricsLayer};
@@ -127,14 +128,17 @@ pub type Layers<M, A = Identity> = Pair<
             Pair<
                 Optional<TimeoutLayer>,
                 Pair<
-                    ErrorLayer,
+                    ConcurrencyLimitLayer,
                     Pair<
-                        SecurityHeadersLayer,
+                        ErrorLayer,
                         Pair<
-                            MetricsSlot,
+                            SecurityHeadersLayer,
                             Pair<
-                                Optional<RequestLogLayer>,
-                                Pair<ClientIpLayer, Pair<RequestIdLayer, Identity>>,
+                                MetricsSlot,
+                                Pair<
+                                    Optional<RequestLogLayer>,
+                                    Pair<ClientIpLayer, Pair<RequestIdLayer, Identity>>,
+                                >,
                             >,
                         >,
                     >,
@@ -157,6 +161,7 @@ pub struct Stack<M = AnyBody, A = Identity> {
     metrics: Option<(MetricsLayer, MetricsExporter)>,
     security_headers: SecurityHeadersLayer,
     error: ErrorLayer,
+    load_shed: ConcurrencyLimitLayer,
     timeout: Option<TimeoutLayer>,
     #[cfg(feature = "rate-limit")]
     rate_limit: Option<RateLimitLayer>,
@@ -185,6 +190,7 @@ impl Stack {
             metrics: Some(default_metrics(None)),
             security_headers: SecurityHeadersLayer::api(),
             error: ErrorLayer::new(),
+            load_shed: ConcurrencyLimitLayer::off(),
             timeout: Some(TimeoutLayer::new(crate::timeout::DEFAULT_TIMEOUT)),
             #[cfg(feature = "rate-limit")]
             rate_limit: Some(
@@ -199,7 +205,8 @@ impl Stack {
 
     /// Reads every variable of the environment table (`TRUSTED_PROXIES`,
     /// `SLOW_REQUEST_MS`, `LOG_FORMAT`, `LOG_LEVEL`, `METRICS_TOKEN`,
-    /// `SECURITY_HEADERS`, `ERROR_FORMAT`, `REQUEST_TIMEOUT_MS`, `RATE_LIMIT_*`,
+    /// `SECURITY_HEADERS`, `ERROR_FORMAT`, `CONCURRENCY_LIMIT`,
+    /// `CONCURRENCY_LIMIT_MAX`, `REQUEST_TIMEOUT_MS`, `RATE_LIMIT_*`,
     /// `REDIS_URL`, `BODY_LIMIT_BYTES`, `HEALTH_*`, `SHUTDOWN_*`) and lists every
     /// invalid value, with the variable, the value and what was expected.
     ///
@@ -219,9 +226,13 @@ impl Stack {
         errors.take(crate::serve::ServeConfig::from_env());
         #[cfg(feature = "otel")]
         errors.take(crate::otel::OtelBuilder::from_env());
+        let load_shed = errors.take(ConcurrencyLimitLayer::from_env());
         #[cfg(feature = "metrics")]
         let metrics = {
-            let (layer, registry) = metrics_parts();
+            let (layer, mut registry) = metrics_parts();
+            if let Some(load_shed) = &load_shed {
+                load_shed.register(&mut registry);
+            }
             errors
                 .take(MetricsExporter::from_env(registry))
                 .map(|exporter| (layer, exporter))
@@ -248,6 +259,7 @@ impl Stack {
             metrics: metrics.or(defaults.metrics),
             security_headers: security_headers.unwrap_or(defaults.security_headers),
             error: error.unwrap_or(defaults.error),
+            load_shed: load_shed.unwrap_or(defaults.load_shed),
             timeout: timeout.or(defaults.timeout),
             #[cfg(feature = "rate-limit")]
             rate_limit: rate_limit.or(defaults.rate_limit),
@@ -332,6 +344,24 @@ impl<M, A> Stack<M, A> {
     /// [`error`](Self::error), which replaces the layer and its reporter.
     pub fn error_reporter(mut self, reporter: ErrorReporter) -> Self {
         self.error = self.error.reporter(reporter);
+        self
+    }
+
+    /// Sets the load shedder, right inside the error layer (off by default; see
+    /// [`load_shed`](crate::load_shed)). With metrics on, its gauge
+    /// `http_server_concurrency_limit` joins the stack's registry when that
+    /// registry is still the stack's alone (before [`routes`](Self::routes)
+    /// hands the exporter out).
+    pub fn load_shed(mut self, layer: ConcurrencyLimitLayer) -> Self {
+        #[cfg(feature = "metrics")]
+        if let Some(registry) = self
+            .metrics
+            .as_mut()
+            .and_then(|(_, exporter)| exporter.registry_mut())
+        {
+            layer.register(registry);
+        }
+        self.load_shed = layer;
         self
     }
 
@@ -430,6 +460,7 @@ impl<M, A> Stack<M, A> {
             metrics: self.metrics,
             security_headers: self.security_headers,
             error: self.error,
+            load_shed: self.load_shed,
             timeout: self.timeout,
             #[cfg(feature = "rate-limit")]
             rate_limit: self.rate_limit,
@@ -562,6 +593,7 @@ impl<M: Clone, A: Clone> Stack<M, A> {
         let outer = Pair::new(metrics, outer);
         let outer = Pair::new(self.security_headers.clone(), outer);
         let outer = Pair::new(self.error.clone(), outer);
+        let outer = Pair::new(self.load_shed.clone(), outer);
         let outer = Pair::new(Optional::new(self.timeout.clone()), outer);
         let outer = Pair::new(self.auth.clone(), outer);
         #[cfg(feature = "rate-limit")]
