@@ -69,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
         "{patterns:?} {path:?}"
     );
     for p in &patterns {
-        assert_eq!(PathSet::new([p]).contains(path), documented(p, path), "{p:?} {path:?}");
+        assert_eq!(
+            PathSet::new([p]).contains(path),
+            documented(p, path),
+            "{p:?} {path:?}"
+        );
         // Each pattern covers what it names: its own text, and below a
         // directory or after a trailing star anything at all.
         if let Some(dir) = p.strip_suffix("/*") {
