@@ -272,6 +272,7 @@ mod layer;
 mod log;
 mod problem;
 mod report;
+mod shadow;
 
 #[cfg(feature = "axum")]
 pub use self::extract::{Form, Json, Path, Query};
@@ -288,6 +289,7 @@ pub use self::report::{
     DEFAULT_REPORT_QUEUE, ErrorReport, ErrorReporter, PanicLocation, PanicReport, ReportError,
     RequestHead, capture_panic_locations,
 };
+pub use self::shadow::ShadowRejection;
 pub use crate::respond::{ErrorFormat, RenderProblem, Renderer};
 
 #[cfg(feature = "axum")]
