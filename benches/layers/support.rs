@@ -50,6 +50,30 @@ pub fn bench_router(
     });
 }
 
+/// Like [`bench_router`], reading each response body to its end, as a server
+/// does: the request log writes a completed request's line only then (a body
+/// dropped before its end is an aborted request, logged as one).
+pub fn bench_router_to_end(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    router: &Router,
+    make_request: impl Fn() -> Request<Body>,
+) {
+    use http_body_util::BodyExt;
+    let router = served(router.clone());
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| {
+            let request = make_request();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await.unwrap();
+                std::hint::black_box(response.into_body().collect().await.unwrap());
+            }
+        })
+    });
+}
+
 /// `GET /users/42` with a peer address, as a server would see it.
 pub fn request() -> Request<Body> {
     let mut req = Request::get("/users/42").body(Body::empty()).unwrap();

@@ -32,7 +32,7 @@ pub(crate) const EVENT_NAME: &str = "tower_ops request line with handler fields"
 
 /// The request line's own fields, in the order the request log records them; the
 /// handler's keys follow.
-pub(crate) const LINE_FIELDS: [&str; 18] = [
+pub(crate) const LINE_FIELDS: [&str; 21] = [
     "message",
     "method",
     "route",
@@ -51,6 +51,9 @@ pub(crate) const LINE_FIELDS: [&str; 18] = [
     "slow",
     "aborted",
     "error",
+    "sample_rate",
+    "shadow_rejected_by",
+    "shadow_policy",
 ];
 
 /// The most handler keys one line carries: the 64 a [`LogFields`] keeps, and the

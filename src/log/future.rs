@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use super::line::*;
 use super::service::*;
 use crate::context::Scoped;
-use crate::error::Problem;
+use crate::error::{Problem, ShadowRejection};
 use crate::request_id::RequestId;
 use crate::route::MatchedRoute;
 
@@ -102,6 +102,7 @@ where
                     )
                     .cloned(),
                     problem: parts.extensions.get::<Problem>().cloned(),
+                    shadow: parts.extensions.get::<ShadowRejection>().cloned(),
                     response_bytes: 0,
                     response_body: pending
                         .config

@@ -180,12 +180,23 @@ impl RequestLogLayer {
         }
     }
 
-    /// Reads `SLOW_REQUEST_MS` (default 1000).
+    /// Reads `SLOW_REQUEST_MS` (default 1000) and `LOG_SAMPLE_RATE` (default
+    /// 1.0, see [`sample_successes`](Self::sample_successes)).
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let mut layer = Self::new();
         if let Some(slow) = config::ms("SLOW_REQUEST_MS", 0..=u64::MAX, &mut errors) {
             layer = layer.slow_after(slow);
+        }
+        if let Some(raw) = config::var("LOG_SAMPLE_RATE", &mut errors) {
+            match raw.trim().parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => layer = layer.sample_successes(rate),
+                _ => errors.push(
+                    "LOG_SAMPLE_RATE",
+                    &raw,
+                    "a fraction from 0.0 (no ordinary success logged) to 1.0 (all)",
+                ),
+            }
         }
         errors.into_result(layer)
     }
@@ -218,10 +229,32 @@ impl RequestLogLayer {
         self.with(|c| c.probe_level = level)
     }
 
-    /// Logs only this fraction (0.0 to 1.0) of successful, fast requests. Errors,
-    /// client errors and slow requests are always logged.
+    /// Logs only this fraction (0.0 to 1.0, default 1.0) of ordinary successes:
+    /// requests answered below 400, not slow, not aborted, with no
+    /// [`Problem`](crate::error::Problem) or
+    /// [`ShadowRejection`](crate::error::ShadowRejection) attached. Every other
+    /// request is always logged, and metrics count every request.
+    ///
+    /// The decision is drawn once per request, before the inner service runs,
+    /// and handed to it as a [`LogSample`](super::LogSample) extension; a request
+    /// sampled out that ends well skips the line's formatting and writing
+    /// altogether. Lines written under a rate below 1 carry `sample_rate`.
+    /// A value outside 0 to 1 is clamped (NaN counts as 1).
+    ///
+    /// ```
+    /// use tower_ops::log::RequestLogLayer;
+    ///
+    /// // One ordinary success in ten gets a line; errors and slow requests all do.
+    /// let layer = RequestLogLayer::new().sample_successes(0.1);
+    /// # let _ = layer;
+    /// ```
     pub fn sample_successes(self, fraction: f64) -> Self {
-        self.with(|c| c.success_sample = fraction.clamp(0.0, 1.0))
+        let fraction = if fraction.is_nan() {
+            1.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        self.with(|c| c.success_sample = fraction)
     }
 
     /// Replaces the level policy (5xx error, 4xx warn, otherwise info).

@@ -8,7 +8,7 @@ use tracing::Level;
 use super::layer::*;
 use super::service::*;
 use crate::body::BodyCapture;
-use crate::error::Problem;
+use crate::error::{Problem, ShadowRejection};
 use crate::request_id::RequestId;
 use crate::route::MatchedRoute;
 
@@ -123,13 +123,18 @@ pub(super) fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) 
     if slow && level > Level::WARN {
         level = Level::WARN;
     }
-    if level == Level::INFO
-        && config.success_sample < 1.0
+    let shadow = done.and_then(|d| d.shadow.as_ref());
+    // An ordinary success is logged only when its request was sampled in; the
+    // decision was drawn before the handler ran.
+    let ordinary = matches!(outcome, Outcome::Completed)
         && !slow
-        && fastrand::f64() >= config.success_sample
-    {
+        && problem.is_none()
+        && shadow.is_none()
+        && status.is_some_and(|s| s.as_u16() < 400);
+    if ordinary && !p.sample.is_logged() {
         return;
     }
+    let sample_rate = (ordinary && p.sample.rate() < 1.0).then(|| p.sample.rate());
     let path = config.redactor.redact_path_and_query(&p.uri);
     let route = done.and_then(|d| d.route.as_ref());
     let user_agent = p
@@ -178,6 +183,8 @@ pub(super) fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) 
     let slow = slow.then_some(true);
     let aborted = matches!(outcome, Outcome::Aborted).then_some(true);
     let error = error.as_deref();
+    let shadow_rejected_by = shadow.map(ShadowRejection::rejected_by);
+    let shadow_policy = shadow.and_then(ShadowRejection::policy_name);
     if !p.fields.is_empty() {
         // In `fields::LINE_FIELDS` order. The handler's fields are copied out
         // first: a formatter may read them from the span while the line is
@@ -201,6 +208,9 @@ pub(super) fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) 
             Some(&slow),
             Some(&aborted),
             Some(&error),
+            Some(&sample_rate),
+            Some(&shadow_rejected_by),
+            Some(&shadow_policy),
         ];
         let handler = p.fields.with(<[_]>::to_vec);
         if super::fields::emit(level, &p.span, &values, &handler) {
@@ -232,6 +242,9 @@ pub(super) fn emit_line(p: &Pending, done: Option<&Done>, outcome: Outcome<'_>) 
                 slow,
                 aborted,
                 error,
+                sample_rate,
+                shadow_rejected_by,
+                shadow_policy,
                 { super::format::HANDLER_FIELDS } = fields,
                 "request completed"
             )

@@ -22,6 +22,13 @@
 //! - The inner service runs inside a `request` span carrying `request_id`, so every
 //!   event a handler logs has `request_id` at the root of its line too.
 //! - Probe routes (`/health/*`, `/metrics`) are logged at debug, or not at all.
+//! - Sampling ([`RequestLogLayer::sample_successes`], `LOG_SAMPLE_RATE`) keeps a
+//!   fraction of the ordinary successes and every other request; the decision is
+//!   drawn before the handler runs, handed to it as a [`LogSample`], and lines
+//!   written under a rate below 1 carry `sample_rate`.
+//! - A request a limit in shadow mode would have refused carries
+//!   `shadow_rejected_by` and `shadow_policy`, read from the response's
+//!   [`ShadowRejection`](crate::error::ShadowRejection).
 //! - Handlers add fields to their line through [`LogFields`].
 //!
 //! # Set-up
@@ -93,6 +100,7 @@ mod init;
 mod layer;
 mod line;
 mod panic;
+mod sample;
 mod service;
 mod writer;
 
@@ -102,5 +110,6 @@ pub use self::init::{
     DroppedLines, LogBuilder, LogDestination, LogFormat, LogGuard, LogInitError, init_from_env,
 };
 pub use self::layer::{BodyCapture, LevelPolicy, LogFields, RequestLogLayer};
+pub use self::sample::LogSample;
 pub use self::service::RequestLog;
 pub use self::writer::{LogWriter, LogWriterBuilder, WriterGuard};

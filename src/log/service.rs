@@ -17,7 +17,8 @@ use super::layer::*;
 use crate::body::BodyCapture;
 use crate::client_ip::ClientIp;
 use crate::context::{RequestContext, Scoped};
-use crate::error::Problem;
+use super::sample::LogSample;
+use crate::error::{Problem, ShadowRejection};
 use crate::redact::Redactor;
 use crate::request_id::{ClientRequestId, RequestId};
 use crate::route::MatchedRoute;
@@ -67,6 +68,8 @@ pub(super) struct Pending {
     /// The effective trace id: incoming, or started by OpenTelemetry.
     pub(super) trace_id: Option<TraceId>,
     pub(super) probe: bool,
+    /// Whether an ordinary success gets its line.
+    pub(super) sample: LogSample,
 }
 
 /// A request's log record, boxed once: the response future and then the
@@ -82,6 +85,7 @@ pub(super) struct Done {
     pub(super) status: StatusCode,
     pub(super) route: Option<MatchedRoute>,
     pub(super) problem: Option<Problem>,
+    pub(super) shadow: Option<ShadowRejection>,
     pub(super) response_bytes: u64,
     /// A copy of a JSON response body while it fits the capture limit.
     pub(super) response_body: Option<Vec<u8>>,
@@ -132,6 +136,8 @@ where
         let fields = LogFields::default();
         super::format::attach(&span, &fields);
         req.extensions_mut().insert(fields.clone());
+        let sample = LogSample::draw(config.success_sample);
+        req.extensions_mut().insert(sample);
         let request_body = config.capture.map(|_| {
             let capture = BodyCapture::default();
             req.extensions_mut().insert(capture.clone());
@@ -158,6 +164,7 @@ where
             request_body,
             span,
             trace_id,
+            sample,
         };
         let watchdog = config
             .watchdog
