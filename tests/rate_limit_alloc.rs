@@ -17,7 +17,7 @@ use http_body_util::Full;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::service_fn;
 use tower_layer::Layer;
-use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitClock, RateLimitLayer};
+use tower_ops::rate_limit::{KeyBy, Mode, Policy, Quota, RateLimitClock, RateLimitLayer};
 use tower_service::Service;
 
 #[global_allocator]
@@ -89,6 +89,33 @@ fn no_allocation_per_request_for_any_key() {
         let limited = allocations(layer.layer(handler()));
         assert_eq!(layer.len() as u64, USERS, "{name}");
         // The requests themselves are built in both rounds; the layer adds nothing.
+        assert!(
+            limited <= bare + 5,
+            "{name}: {limited} allocations for {USERS} requests, {bare} without the layer"
+        );
+    }
+    // Modes: an explicit enforce mode, and a policy in shadow mode that refuses
+    // nothing, leave the per-request work as it is.
+    let layers = [
+        (
+            "enforce mode",
+            1,
+            RateLimitLayer::new()
+                .mode(Mode::Enforce)
+                .policy(Policy::new("p", Quota::per_minute(1_000))),
+        ),
+        (
+            "shadow policy within its limit",
+            2,
+            RateLimitLayer::new()
+                .policy(Policy::new("p", Quota::per_minute(1_000)))
+                .policy(Policy::new("trial", Quota::per_minute(1_000)).mode(Mode::Shadow)),
+        ),
+    ];
+    for (name, policies, layer) in layers {
+        let layer = layer.clock(RateLimitClock::manual()).headers(false);
+        let limited = allocations(layer.layer(handler()));
+        assert_eq!(layer.len() as u64, USERS * policies, "{name}");
         assert!(
             limited <= bare + 5,
             "{name}: {limited} allocations for {USERS} requests, {bare} without the layer"

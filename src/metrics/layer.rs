@@ -262,11 +262,15 @@ impl MetricsLayerBuilder {
             active.clone(),
         );
         let active = std::array::from_fn(|i| active.get_or_create_owned(&MethodLabel(METHODS[i])));
-        let rejections = Family::<RejectionLabels, Counter>::default();
-        registry.register(
+        let rejections = Rejections::register(
+            registry,
             "http_server_rejections",
             "Requests answered by a tower-ops layer, by layer and code",
-            rejections.clone(),
+        );
+        let shadow_rejections = Rejections::register(
+            registry,
+            "http_server_shadow_rejections",
+            "Requests a limit in shadow mode would have refused, served as usual, by layer and code",
         );
         let overflow = Counter::default();
         registry.register(
@@ -281,12 +285,11 @@ impl MetricsLayerBuilder {
                 request_size,
                 response_size,
                 rejections,
+                shadow_rejections,
                 overflow,
                 fast: RwLock::new(HashMap::default()),
                 slow: Mutex::new(HashMap::new()),
-                rejection_series: RwLock::new(HashMap::new()),
                 overflow_series: OnceLock::new(),
-                overflow_rejections: OnceLock::new(),
                 series_count: AtomicUsize::new(0),
                 max_series: self.max_series,
                 skip: self.skip,
@@ -383,20 +386,42 @@ type SeriesMap = HashMap<Arc<str>, HashMap<(u8, u16), Arc<Series>>>;
 
 type RejectionMap = HashMap<&'static str, HashMap<Code, Counter>>;
 
+/// A counter family labelled `rejected_by` and `code`, with its handles by
+/// label set. Its label sets count against the layer's series cap.
+struct Rejections {
+    family: Family<RejectionLabels, Counter>,
+    series: RwLock<RejectionMap>,
+    /// The series of label sets past the cap.
+    overflow: OnceLock<Counter>,
+}
+
+impl Rejections {
+    fn register(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let family = Family::<RejectionLabels, Counter>::default();
+        registry.register(name, help, family.clone());
+        Self {
+            family,
+            series: RwLock::new(HashMap::new()),
+            overflow: OnceLock::new(),
+        }
+    }
+}
+
 pub(crate) struct Shared {
     active: [Gauge; METHODS.len()],
     duration: DurationFamily,
     request_size: Family<HttpLabels, Histogram, Buckets>,
     response_size: Family<HttpLabels, Histogram, Buckets>,
-    rejections: Family<RejectionLabels, Counter>,
+    /// From the [`Problem`](crate::error::Problem) of a response.
+    rejections: Rejections,
+    /// From the [`ShadowRejection`](crate::error::ShadowRejection) of a response.
+    shadow_rejections: Rejections,
     overflow: Counter,
     // FxHash: the key's fields are integers the client does not choose.
     fast: RwLock<HashMap<FastKey, FastEntry, FxBuildHasher>>,
     /// route text -> (method, status) -> series; the source of truth for the cap.
     slow: Mutex<SeriesMap>,
-    rejection_series: RwLock<RejectionMap>,
     overflow_series: OnceLock<Arc<Series>>,
-    overflow_rejections: OnceLock<Counter>,
     series_count: AtomicUsize,
     max_series: usize,
     skip: PathSet,
@@ -524,9 +549,20 @@ impl Shared {
     }
 
     /// Counts a response some tower-ops layer produced.
+    #[inline]
     pub(crate) fn reject(&self, rejected_by: &'static str, code: &Code) {
-        if let Some(counter) = self
-            .rejection_series
+        self.count(&self.rejections, rejected_by, code);
+    }
+
+    /// Counts a response a limit in shadow mode would have refused.
+    #[inline]
+    pub(crate) fn shadow_reject(&self, rejected_by: &'static str, code: &Code) {
+        self.count(&self.shadow_rejections, rejected_by, code);
+    }
+
+    fn count(&self, rejections: &Rejections, rejected_by: &'static str, code: &Code) {
+        if let Some(counter) = rejections
+            .series
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(rejected_by)
@@ -535,8 +571,8 @@ impl Shared {
             counter.inc();
             return;
         }
-        let mut map = self
-            .rejection_series
+        let mut map = rejections
+            .series
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(counter) = map.get(rejected_by).and_then(|m| m.get(code)) {
@@ -546,9 +582,10 @@ impl Shared {
         if !self.reserve_series() {
             drop(map);
             self.overflow.inc();
-            self.overflow_rejections
+            rejections
+                .overflow
                 .get_or_init(|| {
-                    self.rejections.get_or_create_owned(&RejectionLabels {
+                    rejections.family.get_or_create_owned(&RejectionLabels {
                         rejected_by: OVERFLOW_ROUTE.into(),
                         code: "_OTHER".into(),
                     })
@@ -556,7 +593,7 @@ impl Shared {
                 .inc();
             return;
         }
-        let counter = self.rejections.get_or_create_owned(&RejectionLabels {
+        let counter = rejections.family.get_or_create_owned(&RejectionLabels {
             rejected_by: label_text(rejected_by),
             code: label_text(code.as_str()),
         });

@@ -11,6 +11,7 @@
 //! | `http_server_response_body_size_bytes` | histogram | same |
 //! | `http_server_active_requests` | gauge | `http_request_method` |
 //! | `http_server_rejections_total` | counter | `rejected_by`, `code` (from the response's [`Problem`](crate::error::Problem)) |
+//! | `http_server_shadow_rejections_total` | counter | `rejected_by`, `code` (from the response's [`ShadowRejection`](crate::error::ShadowRejection): a limit in shadow mode would have refused it, and it was served) |
 //! | `http_server_series_overflow_total` | counter | none |
 //!
 //! Labels cannot explode:
@@ -19,8 +20,9 @@
 //!   path; every request no route matched shares the value `unmatched`.
 //! - Methods outside RFC 9110 and PATCH become `_OTHER`.
 //! - Past [`max_series`](MetricsLayerBuilder::max_series) distinct label sets
-//!   (10,000 by default), new ones are folded into one overflow series and
-//!   `http_server_series_overflow_total` counts them.
+//!   (10,000 by default; the rejection counters' label sets count too), new ones
+//!   are folded into one overflow series and `http_server_series_overflow_total`
+//!   counts them.
 //!
 //! The duration runs until the response body has been sent (or dropped), and the
 //! active requests gauge goes down whatever ends the request: end of body, client

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::labels::method_index;
 use super::layer::{MetricsLayer, Series, Shared};
-use crate::error::Problem;
+use crate::error::{Problem, ShadowRejection};
 use crate::route::MatchedRoute;
 
 /// The service made by [`MetricsLayer`].
@@ -151,6 +151,9 @@ impl Pending {
             && let Some(by) = problem.get_rejected_by()
         {
             shared.reject(by, problem.get_code());
+        }
+        if let Some(mark) = response.extensions().get::<ShadowRejection>() {
+            shared.shadow_reject(mark.rejected_by(), mark.code());
         }
         let trace_id = match self.trace_id {
             None if shared.wants_exemplars() => problem

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
-use crate::error::{Code, Problem, Renderer};
+use crate::error::{Code, Problem, Renderer, ShadowRejection};
 use crate::route::MatchedRoute;
 
 fn text(registry: &Registry) -> String {
@@ -463,6 +463,126 @@ async fn rejections_are_counted_by_layer_and_code() {
     );
     assert_eq!(t.matches("http_server_rejections_total{").count(), 2);
     assert_eq!(count_of(&t, "GET", "unmatched", 429), Some(3.0));
+}
+
+/// A service answering `status`, with `mark` in its response extensions.
+fn marked(
+    status: StatusCode,
+    mark: ShadowRejection,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+{
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let mark = mark.clone();
+        async move {
+            let mut res = Response::new(Full::from("served"));
+            *res.status_mut() = status;
+            res.extensions_mut().insert(mark);
+            Ok::<_, Infallible>(res)
+        }
+    })
+}
+
+fn shadow_count(text: &str, rejected_by: &str, code: &str) -> Option<f64> {
+    sample(
+        text,
+        &format!(
+            "http_server_shadow_rejections_total{{rejected_by=\"{rejected_by}\",code=\"{code}\"}}"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn shadow_rejections_are_counted_by_layer_and_code_apart_from_rejections() {
+    let mut registry = Registry::default();
+    let layer = MetricsLayer::new(&mut registry);
+    let shadowed = layer.layer(marked(
+        StatusCode::OK,
+        ShadowRejection::new("rate_limit", Code::RATE_LIMITED).policy("strict"),
+    ));
+    for _ in 0..4 {
+        drive(shadowed.clone(), get("/a")).await;
+    }
+    let down = layer.layer(marked(
+        StatusCode::OK,
+        ShadowRejection::new("rate_limit", Code::SERVICE_UNAVAILABLE),
+    ));
+    drive(down, get("/b")).await;
+    let hostile = layer.layer(marked(
+        StatusCode::OK,
+        ShadowRejection::new("load\n\"shed\"", Code::new(String::from("A\u{0}B"))),
+    ));
+    drive(hostile, get("/c")).await;
+    let t = text(&registry);
+    assert_well_formed(&t);
+    assert!(t.contains("# TYPE http_server_shadow_rejections counter\n"));
+    assert_eq!(shadow_count(&t, "rate_limit", "RATE_LIMITED"), Some(4.0));
+    assert_eq!(
+        shadow_count(&t, "rate_limit", "SERVICE_UNAVAILABLE"),
+        Some(1.0)
+    );
+    assert_eq!(
+        shadow_count(&t, "load\\n\\\"shed\\\"", "A\u{FFFD}B"),
+        Some(1.0),
+        "{t}"
+    );
+    assert_eq!(t.matches("http_server_shadow_rejections_total{").count(), 3);
+    // Served requests: no rejection is counted, and they keep their status.
+    assert!(!t.contains("http_server_rejections_total{"), "{t}");
+    assert_eq!(count_of(&t, "GET", "unmatched", 200), Some(6.0));
+    assert_eq!(layer.series(), 4, "one duration series, three shadow ones");
+}
+
+#[tokio::test]
+async fn a_response_with_a_problem_and_a_shadow_mark_counts_once_in_each() {
+    let mut registry = Registry::default();
+    let layer = MetricsLayer::new(&mut registry);
+    // An inner layer refused a request that an outer limit in shadow mode let in.
+    let svc = layer.layer(service_fn(|_req: Request<Full<Bytes>>| async {
+        let mut res = Renderer::default().response::<Full<Bytes>>(
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+                .code(Code::PAYLOAD_TOO_LARGE)
+                .rejected_by("body_limit"),
+        );
+        res.extensions_mut()
+            .insert(ShadowRejection::new("rate_limit", Code::RATE_LIMITED));
+        Ok::<_, Infallible>(res)
+    }));
+    drive(svc, get("/upload")).await;
+    let t = text(&registry);
+    assert_eq!(
+        sample(
+            &t,
+            r#"http_server_rejections_total{rejected_by="body_limit",code="PAYLOAD_TOO_LARGE"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(shadow_count(&t, "rate_limit", "RATE_LIMITED"), Some(1.0));
+    assert_eq!(t.matches("_rejections_total{").count(), 2);
+}
+
+#[tokio::test]
+async fn shadow_label_sets_share_the_series_cap() {
+    let mut registry = Registry::default();
+    let layer = MetricsLayer::builder()
+        .max_series(3)
+        .register(&mut registry);
+    for i in 0..20 {
+        let code = Code::new(format!("CODE_{i}"));
+        let svc = layer.layer(marked(
+            StatusCode::OK,
+            ShadowRejection::new("rate_limit", code),
+        ));
+        drive(svc, get("/")).await;
+    }
+    assert_eq!(layer.series(), 3);
+    let t = text(&registry);
+    assert_well_formed(&t);
+    // One duration series and two shadow label sets kept; 18 folded.
+    assert_eq!(t.matches("http_server_shadow_rejections_total{").count(), 3);
+    assert_eq!(shadow_count(&t, "rate_limit", "CODE_1"), Some(1.0));
+    assert_eq!(shadow_count(&t, "_overflow", "_OTHER"), Some(18.0));
+    assert_eq!(shadow_count(&t, "rate_limit", "CODE_2"), None);
+    assert_eq!(sample(&t, "http_server_series_overflow_total"), Some(18.0));
 }
 
 #[tokio::test]

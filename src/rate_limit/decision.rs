@@ -5,23 +5,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{Extensions, HeaderValue, Response, StatusCode};
 
 use super::backend::{Backend, BackendRequest, Breaker, FailureMode, FallbackLog};
 use super::headers::{HeaderMode, PolicyHeaders};
 use super::key::KeyHasher;
 use super::layer::{Config, SkipFn};
 use super::local::{LocalLimiter, LocalState, Outcome, RateLimitClock, spawn_cleanup};
+use super::mode::Mode;
 use super::policy::{Policy, RequestHead};
 use super::quota::ceil_secs;
 use crate::body::ResponseBody;
-use crate::error::{Code, Problem, Renderer};
+use crate::error::{Code, Problem, Renderer, ShadowRejection};
 use crate::paths::PathSet;
 
 pub(super) struct Shared {
     pub(super) config: Config,
     pub(super) policies: Vec<Policy>,
     pub(super) headers: Vec<PolicyHeaders>,
+    /// One per policy: whether it is in shadow mode (its own mode, else the layer's).
+    pub(super) shadow: Box<[bool]>,
     /// One per policy: the missing-key warning.
     pub(super) watches: Box<[KeyWatch]>,
     pub(super) local: Arc<LocalState>,
@@ -59,9 +62,15 @@ impl Shared {
                 .map(|p| LocalLimiter::new(p.quota, config.clock.clone()))
                 .collect(),
         };
-        for p in &config.policies {
+        let shadow: Box<[bool]> = config
+            .policies
+            .iter()
+            .map(|p| p.mode.unwrap_or(config.mode) == Mode::Shadow)
+            .collect();
+        for (p, shadow) in config.policies.iter().zip(&shadow) {
             tracing::debug!(
                 policy = %p.name,
+                shadow,
                 requests = p.quota.count(),
                 window = ?p.quota.window(),
                 replenish_every = ?p.quota.replenish_interval(),
@@ -71,6 +80,7 @@ impl Shared {
         }
         Self {
             headers: config.policies.iter().map(PolicyHeaders::new).collect(),
+            shadow,
             watches: config.policies.iter().map(KeyWatch::new).collect(),
             policies: config.policies.clone(),
             local: Arc::new(local),
@@ -114,26 +124,30 @@ impl Shared {
     #[inline]
     pub(super) fn decide_local(&self, head: &RequestHead<'_>) -> Verdict {
         let want = self.mode.any();
-        // The common configuration, one policy: no walk, no comparison of outcomes.
-        if let [policy] = &self.policies[..] {
+        // The common configuration, one enforced policy: no walk, no comparison of
+        // outcomes.
+        if let [policy] = &self.policies[..]
+            && !self.shadow[0]
+        {
             if !policy.applies(head) {
-                return Verdict::Pass(None);
+                return Verdict::pass(None);
             }
             let Some(key) = policy.key.local_key(head, &self.hasher) else {
                 self.watches[0].missed(policy);
-                return Verdict::Pass(None);
+                return Verdict::pass(None);
             };
             self.watches[0].found();
             let outcome = self.local.limiters[0].check(key, policy.cost_of(head), want);
             return if !outcome.allowed {
                 Verdict::Limited(0, outcome)
             } else if want {
-                Verdict::Pass(Some((0, outcome)))
+                Verdict::pass(Some((0, outcome)))
             } else {
-                Verdict::Pass(None)
+                Verdict::pass(None)
             };
         }
         let mut closest: Option<(usize, Outcome)> = None;
+        let mut shadowed = None;
         for (i, policy) in self.policies.iter().enumerate() {
             if !policy.applies(head) {
                 continue;
@@ -143,7 +157,15 @@ impl Shared {
                 continue;
             };
             self.watches[i].found();
-            let outcome = self.local.limiters[i].check(key, policy.cost_of(head), want);
+            let shadow = self.shadow[i];
+            // A shadow policy sends no header, so its check needs no snapshot.
+            let outcome = self.local.limiters[i].check(key, policy.cost_of(head), want && !shadow);
+            if shadow {
+                if !outcome.allowed && shadowed.is_none() {
+                    shadowed = Some(ShadowMark::limited(policy));
+                }
+                continue;
+            }
             if !outcome.allowed {
                 return Verdict::Limited(i, outcome);
             }
@@ -151,7 +173,7 @@ impl Shared {
                 closest = Some(self.closer(closest, (i, outcome)));
             }
         }
-        Verdict::Pass(closest)
+        Verdict::Pass { closest, shadowed }
     }
 
     /// Of two outcomes, the one with the smaller share of its quota left.
@@ -306,21 +328,77 @@ pub(super) struct RemoteCheck {
 }
 
 pub(super) enum Verdict {
-    /// Let through; headers of the policy closest to its limit, if any applied.
-    Pass(Option<(usize, Outcome)>),
+    /// Let through.
+    Pass {
+        /// The headers of the enforced policy closest to its limit, if any applied.
+        closest: Option<(usize, Outcome)>,
+        /// The first policy in shadow mode that would have refused the request.
+        shadowed: Option<ShadowMark>,
+    },
+    /// Refused by the enforced policy at this index.
     Limited(usize, Outcome),
     /// The backend is down and the failure mode is `closed`.
     Unavailable(u64),
 }
 
+impl Verdict {
+    /// Let through, with no shadow policy refusing.
+    #[inline]
+    pub(super) fn pass(closest: Option<(usize, Outcome)>) -> Self {
+        Verdict::Pass {
+            closest,
+            shadowed: None,
+        }
+    }
+}
+
+/// What a policy in shadow mode would have answered a request that was served.
+/// Made only when such a policy refuses; it costs a reference count, and the
+/// response's extension map when it is written there.
+pub(super) struct ShadowMark {
+    policy: Arc<str>,
+    /// Refused because the backend was down and the failure mode is `closed`
+    /// (503 `SERVICE_UNAVAILABLE`), not by the quota (429 `RATE_LIMITED`).
+    unavailable: bool,
+}
+
+impl ShadowMark {
+    fn limited(policy: &Policy) -> Self {
+        Self {
+            policy: policy.name.clone(),
+            unavailable: false,
+        }
+    }
+
+    fn unavailable(policy: &Policy) -> Self {
+        Self {
+            policy: policy.name.clone(),
+            unavailable: true,
+        }
+    }
+
+    /// Leaves the [`ShadowRejection`] on a response, in place of one an inner
+    /// limiter left: this layer's policies were checked first.
+    pub(super) fn write(self, extensions: &mut Extensions) {
+        let code = if self.unavailable {
+            Code::SERVICE_UNAVAILABLE
+        } else {
+            Code::RATE_LIMITED
+        };
+        extensions.insert(ShadowRejection::new("rate_limit", code).policy(self.policy));
+    }
+}
+
 pub(super) async fn decide_remote(shared: Arc<Shared>, checks: Vec<RemoteCheck>) -> Verdict {
     let Some(remote) = shared.remote.as_ref() else {
-        return Verdict::Pass(None);
+        return Verdict::pass(None);
     };
     let mut closest = None;
+    let mut shadowed = None;
     for check in checks {
         let index = check.index;
         let cost = check.request.cost;
+        let shadow = shared.shadow[index];
         let decided = if remote.breaker.allow() {
             match tokio::time::timeout(remote.timeout, remote.backend.check(check.request)).await {
                 Ok(Ok(d)) => {
@@ -353,21 +431,34 @@ pub(super) async fn decide_remote(shared: Arc<Shared>, checks: Vec<RemoteCheck>)
                 remote.fallbacks.record(remote.failure_mode, &reason);
                 match remote.failure_mode {
                     FailureMode::Open => continue,
+                    // A shadow policy never refuses: it marks what `closed` would do.
+                    FailureMode::Closed if shadow => {
+                        if shadowed.is_none() {
+                            shadowed = Some(ShadowMark::unavailable(&shared.policies[index]));
+                        }
+                        continue;
+                    }
                     FailureMode::Closed => {
                         return Verdict::Unavailable(remote.breaker.retry_secs());
                     }
                     FailureMode::Local => {
-                        shared.local.limiters[index].check(check.local_key, cost, true)
+                        shared.local.limiters[index].check(check.local_key, cost, !shadow)
                     }
                 }
             }
         };
+        if shadow {
+            if !outcome.allowed && shadowed.is_none() {
+                shadowed = Some(ShadowMark::limited(&shared.policies[index]));
+            }
+            continue;
+        }
         if !outcome.allowed {
             return Verdict::Limited(index, outcome);
         }
         closest = Some(shared.closer(closest, (index, outcome)));
     }
-    Verdict::Pass(closest)
+    Verdict::Pass { closest, shadowed }
 }
 
 /// The headers a passing response gets: the policy closest to its limit and

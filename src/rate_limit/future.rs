@@ -9,7 +9,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::decision::{HeaderJob, Shared, Verdict};
+use super::decision::{HeaderJob, ShadowMark, Shared, Verdict};
 use crate::body::{AnyBody, ResponseBody, ResponseMode};
 
 pub(super) struct Checking<S, ReqBody> {
@@ -38,6 +38,8 @@ pin_project! {
             #[pin]
             future: F,
             headers: Option<HeaderJob>,
+            // Set when a policy in shadow mode would have refused the request.
+            shadowed: Option<ShadowMark>,
         },
         // Boxed: the in-process path should not move a whole request around.
         Checking {
@@ -60,10 +62,19 @@ impl<F, S, ReqBody, ResBody, M> ResponseFuture<F, S, ReqBody, ResBody, M> {
         }
     }
 
-    /// The inner service's future; `headers` go on its response.
+    /// The inner service's future; `headers` and the `shadowed` mark go on its
+    /// response.
     #[inline]
-    pub(super) fn inner(future: F, headers: Option<HeaderJob>) -> Self {
-        Self::new(Kind::Inner { future, headers })
+    pub(super) fn inner(
+        future: F,
+        headers: Option<HeaderJob>,
+        shadowed: Option<ShadowMark>,
+    ) -> Self {
+        Self::new(Kind::Inner {
+            future,
+            headers,
+            shadowed,
+        })
     }
 
     /// Waits for the shared backend, then calls the service or answers.
@@ -93,10 +104,17 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().kind.project() {
-                KindProj::Inner { future, headers } => {
+                KindProj::Inner {
+                    future,
+                    headers,
+                    shadowed,
+                } => {
                     let mut response = ready!(future.poll(cx))?;
                     if let Some(job) = headers.take() {
                         job.write(response.headers_mut());
+                    }
+                    if let Some(mark) = shadowed.take() {
+                        mark.write(response.extensions_mut());
                     }
                     return Poll::Ready(Ok(M::response(response)));
                 }
@@ -116,13 +134,14 @@ where
                     } = &mut **state;
                     let verdict = ready!(check.as_mut().poll(cx));
                     match (verdict, service.take(), request.take()) {
-                        (Verdict::Pass(headers), Some(mut service), Some(request)) => {
-                            let headers = headers
+                        (Verdict::Pass { closest, shadowed }, Some(mut service), Some(request)) => {
+                            let headers = closest
                                 .filter(|_| shared.mode.any())
                                 .map(|(i, o)| HeaderJob::new(shared, i, o));
                             Kind::Inner {
                                 future: service.call(request),
                                 headers,
+                                shadowed,
                             }
                         }
                         (Verdict::Limited(index, outcome), _, _) => Kind::Ready {
@@ -131,7 +150,7 @@ where
                         (Verdict::Unavailable(secs), _, _) => Kind::Ready {
                             response: Some(Box::new(shared.unavailable(secs, *grpc))),
                         },
-                        (Verdict::Pass(_), _, _) => {
+                        (Verdict::Pass { .. }, _, _) => {
                             panic!("ResponseFuture polled after completion")
                         }
                     }

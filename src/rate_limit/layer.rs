@@ -9,6 +9,7 @@ use super::backend::{Backend, FailureMode};
 use super::decision::Shared;
 use super::headers::HeaderMode;
 use super::local::RateLimitClock;
+use super::mode::Mode;
 use super::policy::{Policy, RequestHead};
 use super::quota::Quota;
 use super::service::RateLimit;
@@ -55,6 +56,8 @@ pub(super) struct Config {
     pub(super) failure_mode: FailureMode,
     pub(super) key_secret: Option<Arc<[u8]>>,
     pub(super) grpc: bool,
+    /// The mode of every policy that sets none of its own.
+    pub(super) mode: Mode,
 }
 
 #[derive(Clone)]
@@ -89,6 +92,7 @@ impl RateLimitLayer {
             failure_mode: FailureMode::Local,
             key_secret: None,
             grpc: true,
+            mode: Mode::Enforce,
         })
     }
 
@@ -99,8 +103,10 @@ impl RateLimitLayer {
 
     /// The `default` policy from `RATE_LIMIT_MAX_REQUESTS` (default 100) per
     /// `RATE_LIMIT_WINDOW_MS` (default 60000), keyed by client IP; the renderer from
-    /// `ERROR_FORMAT`; the failure mode from `RATE_LIMIT_FAILURE_MODE` (default local); and,
-    /// with the `redis` feature, a Redis backend when `REDIS_URL` is set.
+    /// `ERROR_FORMAT`; the failure mode from `RATE_LIMIT_FAILURE_MODE` (default local);
+    /// the [`Mode`] from `RATE_LIMIT_MODE` (`enforce` or `shadow`, default enforce);
+    /// and, with the `redis` feature, a Redis backend when `REDIS_URL` is set.
+    /// Every invalid value is listed in the error.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut errors = ConfigError::default();
         let max = read_number(&mut errors, "RATE_LIMIT_MAX_REQUESTS", 100);
@@ -125,6 +131,7 @@ impl RateLimitLayer {
             }
         };
         let failure_mode = FailureMode::read_env(&mut errors);
+        let mode = Mode::read_env(&mut errors);
         let renderer = Renderer::from_env().unwrap_or_else(|e| {
             errors.merge(e);
             Renderer::default()
@@ -146,7 +153,8 @@ impl RateLimitLayer {
         };
         let layer = Self::with_quota(quota)
             .renderer(renderer)
-            .failure_mode(failure_mode);
+            .failure_mode(failure_mode)
+            .mode(mode);
         #[cfg(feature = "redis")]
         let layer = match backend {
             Some(backend) => layer.backend(backend),
@@ -208,10 +216,24 @@ impl<M> RateLimitLayer<M> {
     }
 
     /// Adds a policy. Policies are checked in order and each that applies to a
-    /// request charges it; the first exhausted one rejects it (later ones are not
-    /// charged).
+    /// request charges it; the first exhausted one in [`Mode::Enforce`] rejects it
+    /// (later ones are not charged). One in [`Mode::Shadow`] only marks it, and
+    /// the walk goes on.
     pub fn policy(self, policy: Policy) -> Self {
         self.map(|c| c.policies.push(policy))
+    }
+
+    /// The mode of every policy that does not set its own with [`Policy::mode`]
+    /// ([`Mode::Enforce`] by default; `RATE_LIMIT_MODE` with [`from_env`](RateLimitLayer::from_env)),
+    /// the `default` policy of [`with_quota`](RateLimitLayer::with_quota) and
+    /// [`from_env`](RateLimitLayer::from_env) included. A policy's own mode wins
+    /// over this one, whichever is set first.
+    ///
+    /// In [`Mode::Shadow`], a request over a policy's limit is served as usual and
+    /// its response carries a [`ShadowRejection`](crate::error::ShadowRejection);
+    /// see [shadow mode](super#shadow-mode).
+    pub fn mode(self, mode: Mode) -> Self {
+        self.map(|c| c.mode = mode)
     }
 
     /// Requests whose path is in `paths` are never limited and carry no
@@ -410,6 +432,7 @@ impl<M> fmt::Debug for RateLimitLayer<M> {
             .field("backend", &config.remote.is_some())
             .field("failure_mode", &config.failure_mode)
             .field("grpc", &config.grpc)
+            .field("mode", &config.mode)
             .field("tracked_keys", &self.len())
             .finish()
     }

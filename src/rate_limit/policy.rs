@@ -4,6 +4,7 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 
 use super::key::KeyBy;
+use super::mode::Mode;
 use super::quota::Quota;
 use crate::paths::PathSet;
 
@@ -77,6 +78,8 @@ pub struct Policy {
     pub(crate) methods: Option<Arc<[Method]>>,
     pub(crate) cost: Option<CostFn>,
     pub(crate) warn_missing_key_after: u32,
+    /// `None`: the layer's mode.
+    pub(crate) mode: Option<Mode>,
 }
 
 /// How many requests a policy keyed by an extension or a closure may see without
@@ -105,6 +108,7 @@ impl Policy {
             methods: None,
             cost: None,
             warn_missing_key_after: DEFAULT_MISSING_KEY_WARNING,
+            mode: None,
         }
     }
 
@@ -157,6 +161,47 @@ impl Policy {
         self
     }
 
+    /// Whether this policy refuses requests over its limit ([`Mode::Enforce`]) or
+    /// serves them and marks them ([`Mode::Shadow`]). Without it, the policy takes
+    /// the layer's mode ([`RateLimitLayer::mode`](super::RateLimitLayer::mode), itself
+    /// `RATE_LIMIT_MODE` with [`RateLimitLayer::from_env`](super::RateLimitLayer::from_env));
+    /// with it, the policy keeps this mode whatever the layer's is.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_ops::rate_limit::{KeyBy, Mode, Policy, Quota, RateLimitLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Everything in shadow while the limits are tuned, except the login limit,
+    /// // which already protects against brute force.
+    /// let limits = RateLimitLayer::new()
+    ///     .mode(Mode::Shadow)
+    ///     .policy(Policy::new("default", Quota::per_minute(1)).key(KeyBy::global()))
+    ///     .policy(
+    ///         Policy::new("login", Quota::per_minute(1))
+    ///             .paths(["/login"])
+    ///             .key(KeyBy::global())
+    ///             .mode(Mode::Enforce),
+    ///     );
+    /// let service = ServiceBuilder::new().layer(limits).service(service_fn(|_req: Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// }));
+    /// let login = || Request::post("/login").body(());
+    /// assert_eq!(service.clone().oneshot(login()?).await?.status(), 200);
+    /// // Over both limits: the enforced one refuses.
+    /// assert_eq!(service.clone().oneshot(login()?).await?.status(), 429);
+    /// // Over the shadow limit only: served.
+    /// assert_eq!(service.clone().oneshot(Request::new(())).await?.status(), 200);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
     /// The name.
     pub fn name(&self) -> &str {
         &self.name
@@ -194,6 +239,7 @@ impl fmt::Debug for Policy {
             .field("methods", &self.methods)
             .field("cost", &self.cost.as_ref().map(|_| "fn"))
             .field("warn_missing_key_after", &self.warn_missing_key_after)
+            .field("mode", &self.mode)
             .finish()
     }
 }

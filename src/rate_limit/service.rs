@@ -87,18 +87,18 @@ where
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let Some(shared) = &self.shared else {
-            return ResponseFuture::inner(self.inner.call(request), None);
+            return ResponseFuture::inner(self.inner.call(request), None, None);
         };
         shared.start_cleanup();
         let head = RequestHead::of(&request);
         // One call site for the inner service, so the request is moved only once.
-        let headers = if shared
+        let (headers, shadowed) = if shared
             .skip_paths
             .as_ref()
             .is_some_and(|set| set.contains(head.uri.path()))
             || shared.skip.as_ref().is_some_and(|f| f(&head))
         {
-            None
+            (None, None)
         } else if let Some(remote) = &shared.remote {
             let checks = shared.remote_checks(&head, &remote.secret);
             if !checks.is_empty() {
@@ -113,13 +113,13 @@ where
                     shared: shared.clone(),
                 });
             }
-            None
+            (None, None)
         } else {
             match shared.decide_local(&head) {
-                Verdict::Pass(None) => None,
-                Verdict::Pass(Some((index, outcome))) => {
-                    Some(HeaderJob::new(shared, index, outcome))
-                }
+                Verdict::Pass { closest, shadowed } => (
+                    closest.map(|(index, outcome)| HeaderJob::new(shared, index, outcome)),
+                    shadowed,
+                ),
                 Verdict::Limited(index, outcome) => {
                     let grpc = shared.answers_grpc(&head);
                     return ResponseFuture::ready(shared.limited(index, &outcome, grpc));
@@ -130,6 +130,6 @@ where
                 }
             }
         };
-        ResponseFuture::inner(self.inner.call(request), headers)
+        ResponseFuture::inner(self.inner.call(request), headers, shadowed)
     }
 }

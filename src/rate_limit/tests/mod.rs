@@ -540,3 +540,4 @@ async fn remote(mode: FailureMode) -> (RateLimitLayer, Scripted) {
 
 mod backend;
 mod keys;
+mod shadow;
