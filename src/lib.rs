@@ -60,6 +60,7 @@
 //! | `metrics` | RED metrics on `prometheus-client` and a `/metrics` exporter |
 //! | `rate_limit` | keyed GCRA limits in process or on Redis, IETF headers |
 //! | [`health`] | checks, `/health/live`, `/health/ready`, `/health` |
+//! | [`admin`] | operator routes behind `ADMIN_TOKEN`: the log filter, read and changed at run time |
 //! | [`load_shed`] | a fixed or adaptive limit on requests in flight, 503 `OVERLOADED` above it |
 //! | [`serve`] | the server in front of the stack: header and idle timeouts, a head-size cap, a connection cap, HTTP/1.1 and h2c, connection errors logged and counted, shutdown built in |
 //! | [`shutdown`] | SIGTERM handling and a bounded drain tied to readiness |
@@ -96,6 +97,8 @@ mod macros;
 /// error type of the crate's own bodies, health checks and server.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+pub mod admin;
+mod bearer;
 pub mod body;
 pub mod body_limit;
 pub mod client_ip;

@@ -11,6 +11,7 @@ mod health;
 mod limits;
 mod load_shed;
 mod log;
+mod log_filter;
 mod metrics;
 mod otel;
 mod rate_limit;
@@ -28,6 +29,7 @@ criterion::criterion_group!(
     limits::bench,
     load_shed::bench,
     log::bench,
+    log_filter::bench,
     metrics::bench,
     otel::bench,
     rate_limit::bench,

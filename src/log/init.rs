@@ -2,12 +2,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tracing_subscriber::Registry;
 use tracing_subscriber::layer::Layered;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Registry};
 
 use super::JsonLayer;
+use super::filter::{LogFilter, LogFilterLayer};
 use super::writer::{LogWriter, LogWriterBuilder, WriterGuard};
 use crate::config::{self, ConfigError};
 
@@ -97,7 +98,7 @@ impl LogBuilder {
         }
         for name in ["LOG_LEVEL", "RUST_LOG"] {
             if let Some(filter) = config::var(name, &mut errors) {
-                match EnvFilter::builder().parse(&filter) {
+                match super::filter::parse(&filter) {
                     Ok(_) => builder.filter = filter,
                     Err(e) => errors.push(
                         name,
@@ -191,6 +192,11 @@ impl LogBuilder {
     /// after the filter (an OpenTelemetry layer, say; several layers can be
     /// combined with [`Layer::and_then`](tracing_subscriber::Layer::and_then)).
     ///
+    /// The filter is a [`LogFilterLayer`]: its handle is
+    /// [installed](LogFilter::install) for the process and returned by
+    /// [`LogGuard::filter`], so the filter can be changed while the process
+    /// runs (the [admin routes](crate::admin) do).
+    ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let extra = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -200,11 +206,11 @@ impl LogBuilder {
     /// ```
     pub fn init_with<L>(self, layer: L) -> Result<LogGuard, LogInitError>
     where
-        L: tracing_subscriber::Layer<Layered<EnvFilter, Registry>> + Send + Sync + 'static,
+        L: tracing_subscriber::Layer<Layered<LogFilterLayer, Registry>> + Send + Sync + 'static,
     {
-        let filter = EnvFilter::builder()
-            .parse(&self.filter)
+        let filter = LogFilterLayer::new(&self.filter)
             .map_err(|e| LogInitError(format!("invalid filter {:?}: {e}", self.filter)))?;
+        let handle = filter.handle();
         let builder = LogWriterBuilder::new()
             .max_buffer_bytes(self.max_buffer_bytes)
             .flush_interval(self.flush_interval)
@@ -229,13 +235,17 @@ impl LogBuilder {
             LogFormat::Pretty => registry.with(pretty_layer(writer.clone(), ansi)).try_init(),
         };
         result.map_err(|e| LogInitError(format!("cannot install the subscriber: {e}")))?;
+        handle.clone().install();
         if self.panic_hook {
             let flusher = writer;
             super::panic::install(move || {
                 flusher.flush();
             });
         }
-        Ok(LogGuard { guard })
+        Ok(LogGuard {
+            guard,
+            filter: handle,
+        })
     }
 }
 
@@ -262,6 +272,7 @@ pub fn init_from_env() -> Result<LogGuard, LogInitError> {
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
     guard: WriterGuard,
+    filter: LogFilter,
 }
 
 impl LogGuard {
@@ -280,6 +291,20 @@ impl LogGuard {
         self.guard.writer().flush();
     }
 
+    /// The handle on the subscriber's filter, to read or change it while the
+    /// process runs (the same one [`LogFilter::installed`] returns).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let guard = tower_ops::log::LogBuilder::new().filter("info").init()?;
+    /// guard.filter().set("info,my_app=debug")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn filter(&self) -> LogFilter {
+        self.filter.clone()
+    }
+
     /// A cheap handle to read the dropped-line count elsewhere (a metrics
     /// exporter, a health check).
     pub fn dropped_lines_counter(&self) -> DroppedLines {
@@ -291,6 +316,7 @@ impl std::fmt::Debug for LogGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogGuard")
             .field("dropped_lines", &self.dropped_lines())
+            .field("filter", &self.filter)
             .finish()
     }
 }

@@ -40,6 +40,11 @@
 //! layer of the user's. Its JSON formatter, [`JsonLayer`], writes the fields of enclosing
 //! spans at the root of each line, once.
 //!
+//! The filter can be changed while the process runs: [`LogFilter`] reads and
+//! swaps it at once ([`LogGuard::filter`], or [`LogFilter::installed`]), which is
+//! what the token-protected [admin routes](crate::admin) do. A subscriber of your
+//! own gets the same with a [`LogFilterLayer`] in place of its `EnvFilter`.
+//!
 //! ```
 //! use http::{Request, Response};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -94,6 +99,7 @@
 //! ```
 
 mod fields;
+mod filter;
 pub(crate) mod format;
 mod future;
 mod init;
@@ -104,6 +110,7 @@ mod sample;
 mod service;
 mod writer;
 
+pub use self::filter::{FilterError, LogFilter, LogFilterLayer};
 pub use self::format::JsonLayer;
 pub use self::future::{LogBody, ResponseFuture};
 pub use self::init::{

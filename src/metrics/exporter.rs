@@ -6,14 +6,15 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use tower_service::Service;
 
+use crate::bearer;
 use crate::body::{EndpointBody, ResponseBody};
 use crate::config::{self, ConfigError};
-use crate::error::{Code, Problem, Renderer};
+use crate::error::{Problem, Renderer};
 
 /// The content type of OpenMetrics text 1.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -67,7 +68,7 @@ impl MetricsExporter {
         });
         let token = config::var("METRICS_TOKEN", &mut errors);
         if let Some(t) = &token
-            && !t.bytes().all(|b| b.is_ascii_graphic())
+            && !bearer::valid_token(t.as_bytes())
         {
             errors.push(
                 "METRICS_TOKEN",
@@ -127,17 +128,9 @@ impl MetricsExporter {
     /// Answers one request (the work of [`Service::call`]).
     pub fn respond(&self, method: &Method, headers: &HeaderMap) -> Response<ExporterBody> {
         if let Some(token) = &self.token
-            && !authorized(headers, token)
+            && !bearer::authorized(headers, token)
         {
-            let mut res = self.renderer.response(
-                Problem::new(StatusCode::UNAUTHORIZED)
-                    .code(Code::UNAUTHORIZED)
-                    .detail("a valid bearer token is required")
-                    .rejected_by("metrics"),
-            );
-            res.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return res;
+            return bearer::unauthorized(&self.renderer, "metrics");
         }
         if method != Method::GET && method != Method::HEAD {
             let mut res = self
@@ -192,81 +185,5 @@ impl<B> Service<Request<B>> for MetricsExporter {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         ready(Ok(self.respond(req.method(), req.headers())))
-    }
-}
-
-/// One `Authorization` header, scheme `Bearer` in any case, then the token.
-fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return false;
-    };
-    let value = value.as_bytes();
-    let Some(space) = value.iter().position(|&b| b == b' ') else {
-        return false;
-    };
-    let (scheme, rest) = value.split_at(space);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return false;
-    }
-    let credentials = rest.trim_ascii();
-    constant_time_eq(credentials, token)
-}
-
-/// Compares in a time that depends only on the expected token's length.
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u64::from(given.len() != expected.len());
-    for (i, &e) in expected.iter().enumerate() {
-        let g = given.get(i).copied().unwrap_or(!e);
-        diff |= u64::from(g ^ e);
-    }
-    std::hint::black_box(diff) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        let t = b"s3cr3t";
-        assert!(authorized(&headers(&["Bearer s3cr3t"]), t));
-        assert!(authorized(&headers(&["bearer s3cr3t"]), t));
-        assert!(authorized(&headers(&["BEARER   s3cr3t "]), t));
-        for bad in [
-            "Bearer s3cr3T",
-            "Bearer s3cr3",
-            "Bearer s3cr3tt",
-            "Bearer",
-            "Bearer ",
-            "Basic s3cr3t",
-            "Bearers3cr3t",
-            "s3cr3t",
-            "",
-        ] {
-            assert!(!authorized(&headers(&[bad]), t), "{bad:?}");
-        }
-        assert!(!authorized(&headers(&[]), t));
-        assert!(!authorized(
-            &headers(&["Bearer s3cr3t", "Bearer s3cr3t"]),
-            t
-        ));
-    }
-
-    #[test]
-    fn compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abd", b"abc"));
-        assert!(!constant_time_eq(b"", b"abc"));
-        assert!(!constant_time_eq(b"abc\0", b"abc"));
-        assert!(constant_time_eq(b"", b""));
     }
 }
