@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tower::ServiceBuilder;
+use tower_ops::admin::AdminRoutes;
 use tower_ops::body_limit::BodyLimitLayer;
 use tower_ops::client_ip::ClientIpLayer;
 use tower_ops::error::{ErrorLayer, Problem};
@@ -130,9 +131,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Open connections and what the server refused before any layer ran.
     let connections = tower_ops::serve::ConnectionMetrics::register(&mut registry);
     // Load shedding: CONCURRENCY_LIMIT is a number, adaptive, or unset (off).
-    let load_shed = ConcurrencyLimitLayer::from_env()?;
+    // Probes, /metrics and the operator routes are never shed.
+    let load_shed =
+        ConcurrencyLimitLayer::from_env()?.skip_paths(["/health/*", "/metrics", "/admin/*"]);
     load_shed.register(&mut registry);
     let exporter = MetricsExporter::from_env(registry)?;
+    // Operator routes, only when ADMIN_TOKEN is set (otherwise /admin/* is a 404):
+    // `PUT /admin/log-level {"filter":"debug"}` turns logging up without a redeploy.
+    let admin: Router = AdminRoutes::from_env()?.map_or_else(Router::new, AdminRoutes::into_router);
 
     // The canonical order, outermost first.
     let stack = ServiceBuilder::new()
@@ -149,6 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = app()
         .merge(health.router()) // /health, /health/live, /health/ready
         .merge(exporter.into_router()) // /metrics (METRICS_TOKEN)
+        .merge(admin) // /admin/log-level (ADMIN_TOKEN)
         .layer(CaptureRouteLayer::new())
         .layer(stack)
         .layer(shutdown.in_flight_layer());

@@ -77,9 +77,9 @@ fn app() -> Router {
             "/shadowed",
             get(|| async {
                 let mut response = "served".into_response();
-                response.extensions_mut().insert(
-                    ShadowRejection::new("rate_limit", Code::RATE_LIMITED).policy("user"),
-                );
+                response
+                    .extensions_mut()
+                    .insert(ShadowRejection::new("rate_limit", Code::RATE_LIMITED).policy("user"));
                 response
             }),
         )
@@ -302,7 +302,10 @@ fn env_child() {
             assert!(valid, "{raw:?} accepted");
             let debug = format!("{layer:?}");
             let rate: f64 = raw.parse().unwrap();
-            assert!(debug.contains(&format!("success_sample: {rate:?}")), "{debug}");
+            assert!(
+                debug.contains(&format!("success_sample: {rate:?}")),
+                "{debug}"
+            );
         }
         Err(err) => {
             assert!(!valid, "{raw:?} refused: {err}");

@@ -25,6 +25,7 @@ pub struct ConcurrencyLimitLayer {
     shared: Option<Arc<Shared>>,
 }
 
+#[derive(Clone)]
 struct Shared {
     limiter: Arc<Limiter>,
     skip: PathSet,
@@ -123,11 +124,7 @@ impl ConcurrencyLimitLayer {
     fn map(self, f: impl FnOnce(&mut Shared)) -> Self {
         Self {
             shared: self.shared.map(|shared| {
-                let mut shared = Arc::try_unwrap(shared).unwrap_or_else(|s| Shared {
-                    limiter: s.limiter.clone(),
-                    skip: s.skip.clone(),
-                    renderer: s.renderer.clone(),
-                });
+                let mut shared = Arc::unwrap_or_clone(shared);
                 f(&mut shared);
                 Arc::new(shared)
             }),

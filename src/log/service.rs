@@ -14,10 +14,10 @@ use tracing::Span;
 
 use super::future::*;
 use super::layer::*;
+use super::sample::LogSample;
 use crate::body::BodyCapture;
 use crate::client_ip::ClientIp;
 use crate::context::{RequestContext, Scoped};
-use super::sample::LogSample;
 use crate::error::{Problem, ShadowRejection};
 use crate::redact::Redactor;
 use crate::request_id::{ClientRequestId, RequestId};

@@ -87,6 +87,7 @@ mod optional;
 use tower_layer::{Identity, Layer, Stack as Pair};
 
 pub use self::optional::{Optional, Switchable};
+use crate::admin::AdminRoutes;
 #[cfg(feature = "axum")]
 use crate::body_limit::AxumBody;
 use crate::body_limit::{AnyBody, BodyLimitLayer};
@@ -98,7 +99,6 @@ use crate::load_shed::ConcurrencyLimitLayer;
 use crate::log::RequestLogLayer;
 #[cfg(feature = "metrics")]
 use crate::metrics::{MetricsExporter, MetricsLayer};
-#[cfg(any(feature = "metrics", feature = "rate-limit"))]
 use crate::paths::PathSet;
 #[cfg(feature = "rate-limit")]
 use crate::rate_limit::RateLimitLayer;
@@ -168,6 +168,7 @@ pub struct Stack<M = AnyBody, A = Identity> {
     auth: A,
     body_limit: BodyLimitLayer<M>,
     health: HealthRegistry,
+    admin: Option<AdminRoutes>,
 }
 
 impl Default for Stack {
@@ -200,14 +201,16 @@ impl Stack {
             auth: Identity::new(),
             body_limit: BodyLimitLayer::new(crate::body_limit::DEFAULT_LIMIT),
             health: HealthRegistry::builder().build(),
+            admin: None,
         }
     }
 
     /// Reads every variable of the environment table (`TRUSTED_PROXIES`,
     /// `SLOW_REQUEST_MS`, `LOG_FORMAT`, `LOG_LEVEL`, `METRICS_TOKEN`,
     /// `SECURITY_HEADERS`, `ERROR_FORMAT`, `CONCURRENCY_LIMIT`,
-    /// `CONCURRENCY_LIMIT_MAX`, `REQUEST_TIMEOUT_MS`, `RATE_LIMIT_*`,
-    /// `REDIS_URL`, `BODY_LIMIT_BYTES`, `HEALTH_*`, `SHUTDOWN_*`) and lists every
+    /// `CONCURRENCY_LIMIT_MAX`, `REQUEST_TIMEOUT_MS`, `RATE_LIMIT_*` (with
+    /// `RATE_LIMIT_MODE`), `REDIS_URL`, `BODY_LIMIT_BYTES`, `HEALTH_*`,
+    /// `SHUTDOWN_*`, `LOG_SAMPLE_RATE`, `ADMIN_TOKEN`) and lists every
     /// invalid value, with the variable, the value and what was expected.
     ///
     /// Logging itself is set up by [`crate::log::init_from_env`], shutdown by
@@ -248,6 +251,14 @@ impl Stack {
         let health = errors
             .take(HealthRegistryBuilder::from_env())
             .map(|b| b.build());
+        let admin = errors.take(AdminRoutes::from_env()).flatten();
+        // An operator turning the log level up during an overload must get through.
+        let load_shed = match (load_shed, &admin) {
+            (Some(layer), Some(_)) => {
+                Some(layer.skip_paths(PathSet::new(["/health/*", "/metrics", "/admin/*"])))
+            }
+            (layer, _) => layer,
+        };
         if !errors.problems().is_empty() {
             return Err(errors);
         }
@@ -266,6 +277,7 @@ impl Stack {
             auth: defaults.auth,
             body_limit: body_limit.unwrap_or(defaults.body_limit),
             health: health.unwrap_or(defaults.health),
+            admin,
         })
     }
 }
@@ -467,6 +479,7 @@ impl<M, A> Stack<M, A> {
             auth: auth(self.auth),
             body_limit: body_limit(self.body_limit),
             health: self.health,
+            admin: self.admin,
         }
     }
 
@@ -518,6 +531,22 @@ impl<M, A> Stack<M, A> {
         self
     }
 
+    /// Serves the operator routes (`/admin/log-level`) from [`routes`](Self::routes);
+    /// `None` (the default, and [`Stack::from_env`] without `ADMIN_TOKEN`) serves
+    /// none, so `/admin/*` answers 404 like any unknown path.
+    ///
+    /// ```
+    /// use tower_ops::admin::AdminRoutes;
+    /// use tower_ops::stack::Stack;
+    ///
+    /// let stack = Stack::new().admin(Some(AdminRoutes::new("a-long-random-operator-token")));
+    /// # let _ = stack;
+    /// ```
+    pub fn admin(mut self, routes: Option<AdminRoutes>) -> Self {
+        self.admin = routes;
+        self
+    }
+
     /// The health registry. Give its readiness to
     /// [`ShutdownBuilder::readiness`](crate::shutdown::ShutdownBuilder::readiness):
     /// [`Shutdown::run`](crate::shutdown::Shutdown::run) then marks it ready as
@@ -562,8 +591,9 @@ impl<M, A> Stack<M, A> {
         self.metrics.as_ref().map(|(_, e)| e)
     }
 
-    /// The probe and metrics routes: `/health`, `/health/live`, `/health/ready`,
-    /// and `/metrics` when metrics are on (feature `axum`).
+    /// The probe and operator routes: `/health`, `/health/live`, `/health/ready`,
+    /// `/metrics` when metrics are on, and `/admin/log-level` when admin routes
+    /// are set ([`admin`](Self::admin), `ADMIN_TOKEN`) (feature `axum`).
     #[cfg(feature = "axum")]
     #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn routes<S>(&self) -> axum::Router<S>
@@ -576,7 +606,10 @@ impl<M, A> Stack<M, A> {
             Some((_, exporter)) => router.merge(exporter.clone().into_router()),
             None => router,
         };
-        router
+        match &self.admin {
+            Some(admin) => router.merge(admin.clone().into_router()),
+            None => router,
+        }
     }
 }
 
