@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use capture::Capture;
 use common::{get as http_get, raw, serve};
+use tower_ops::admin::AdminRoutes;
 use tower_ops::body_limit::BodyLimitLayer;
 use tower_ops::client_ip::ClientIp;
-use tower_ops::log::JsonLayer;
+use tower_ops::log::{JsonLayer, LogFilterLayer};
 use tower_ops::paths::PathSet;
 use tower_ops::rate_limit::{KeyBy, Policy, Quota, RateLimitLayer};
 use tower_ops::route::CaptureRouteLayer;
@@ -235,6 +236,9 @@ fn from_env_lists_every_problem() {
         ("HEALTH_CHECK_TIMEOUT_MS", "fast"),
         ("SHUTDOWN_TIMEOUT_MS", "later"),
         ("OTEL_PROPAGATORS", "b3"),
+        ("LOG_SAMPLE_RATE", "often"),
+        ("RATE_LIMIT_MODE", "dry-run"),
+        ("ADMIN_TOKEN", "tiny-secret"),
     ];
     assert!(common::child_with_env("env_child", &bad));
     assert!(common::child_with_env(
@@ -242,10 +246,15 @@ fn from_env_lists_every_problem() {
         &[
             ("BODY_LIMIT_BYTES", "2048"),
             ("ERROR_FORMAT", "wrapped"),
-            ("CONCURRENCY_LIMIT", "adaptive")
+            ("CONCURRENCY_LIMIT", "adaptive"),
+            ("LOG_SAMPLE_RATE", "0.5"),
+            ("RATE_LIMIT_MODE", "shadow"),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
         ]
     ));
 }
+
+const ADMIN_TOKEN: &str = "stack-admin-token-0123456789";
 
 #[test]
 #[ignore = "entry point of from_env_lists_every_problem, run in a child process"]
@@ -255,7 +264,26 @@ fn env_child() {
     };
     let result = Stack::from_env();
     if body_limit == "2048" {
-        assert!(result.is_ok(), "{:?}", result.err());
+        let stack = result.unwrap_or_else(|e| panic!("{e}"));
+        // ADMIN_TOKEN mounts the admin routes next to the probes.
+        let app: Router = stack.routes();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let status = |auth: Option<&str>| {
+            let mut request = Request::get("/admin/log-level");
+            if let Some(token) = auth {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let request = request.body(axum::body::Body::empty()).unwrap();
+            rt.block_on(tower::ServiceExt::oneshot(app.clone(), request))
+                .unwrap()
+                .status()
+        };
+        assert_eq!(status(None), StatusCode::UNAUTHORIZED);
+        // No log filter is installed in this process: the route says so.
+        assert_eq!(status(Some(ADMIN_TOKEN)), StatusCode::SERVICE_UNAVAILABLE);
         return;
     }
     let err = result.unwrap_err();
@@ -278,14 +306,41 @@ fn env_child() {
         "BODY_LIMIT_BYTES",
         "HEALTH_CHECK_TIMEOUT_MS",
         "SHUTDOWN_TIMEOUT_MS",
+        "LOG_SAMPLE_RATE",
+        "RATE_LIMIT_MODE",
+        "ADMIN_TOKEN",
     ] {
         assert!(vars.iter().any(|v| v == var), "{var} missing from: {text}");
     }
+    assert!(
+        !text.contains("tiny-secret"),
+        "the admin token was shown: {text}"
+    );
     assert_eq!(
         vars.iter().any(|v| v == "OTEL_PROPAGATORS"),
         cfg!(feature = "otel"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn admin_routes_are_served_only_when_set() {
+    let filter = LogFilterLayer::new("info").unwrap();
+    let admin = AdminRoutes::new(ADMIN_TOKEN).filter(filter.handle());
+    let with: Router = Stack::new().admin(Some(admin)).routes();
+    let without: Router = Stack::new().routes();
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    let with = serve(with).await;
+    let answer = http_get(with, "/admin/log-level", &auth).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["filter"], "info");
+    assert_eq!(http_get(with, "/admin/log-level", "").await.status, 401);
+    let without = serve(without).await;
+    assert_eq!(
+        http_get(without, "/admin/log-level", &auth).await.status,
+        404
+    );
+    assert_eq!(http_get(without, "/health/live", "").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@
 //! let stack = Stack::from_env()?.for_axum();
 //! let app = Router::new()
 //!     .route("/users/{id}", get(|| async { "user" }))
-//!     .merge(stack.routes()) // /health, /health/live, /health/ready, /metrics
+//!     .merge(stack.routes()) // /health, /health/live, /health/ready, /metrics (+ /admin/log-level with ADMIN_TOKEN)
 //!     .layer(CaptureRouteLayer::new())
 //!     .layer(stack);
 //! # Ok(app)
