@@ -11,6 +11,9 @@
 //! - `tower_ops`: `Stack::new().for_axum()` with `Router::layer` and the route
 //!   capture, every feature on: request id, client IP, one JSON line per request,
 //!   metrics, security headers, error envelopes, timeout, rate limit, body limit.
+//! - `tower_ops_load_shed`: the same with an adaptive load shedder, never reached;
+//!   `tower_ops_sampled_out`: the same with `LOG_SAMPLE_RATE=0`, every request an
+//!   ordinary success sampled out of the log.
 //! - `around_bare` / `around_tower_ops`: the router, bare or wrapped in the same
 //!   stack as one service, behind an outer `Router::fallback_service`: the stack's
 //!   own work without axum boxing a layered route.
@@ -44,7 +47,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_layer::Layer;
 use tower_ops::body_limit::AxumBody;
 use tower_ops::load_shed::ConcurrencyLimitLayer;
-use tower_ops::log::{JsonLayer, LogWriter, WriterGuard};
+use tower_ops::log::{JsonLayer, LogWriter, RequestLogLayer, WriterGuard};
 use tower_ops::paths::PathSet;
 use tower_ops::rate_limit::{Quota, RateLimitLayer};
 use tower_ops::route::CaptureRouteLayer;
@@ -67,17 +70,21 @@ pub(crate) enum Kind {
     /// The stack with an adaptive load shedder whose limit is never reached:
     /// minus `tower_ops`, the shedder's cost per request.
     TowerOpsLoadShed,
+    /// The stack with `LOG_SAMPLE_RATE=0`: every request an ordinary success the
+    /// log samples out. Minus `tower_ops`, what sampling saves per request.
+    TowerOpsSampledOut,
     AroundBare,
     AroundTowerOps,
 }
 
 impl Kind {
     /// Every stack, in the order the bench reports them.
-    pub(crate) const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Bare,
         Kind::Peer,
         Kind::TowerOps,
         Kind::TowerOpsLoadShed,
+        Kind::TowerOpsSampledOut,
         Kind::AroundBare,
         Kind::AroundTowerOps,
     ];
@@ -89,6 +96,7 @@ impl Kind {
             Kind::Peer => "peer",
             Kind::TowerOps => "tower_ops",
             Kind::TowerOpsLoadShed => "tower_ops_load_shed",
+            Kind::TowerOpsSampledOut => "tower_ops_sampled_out",
             Kind::AroundBare => "around_bare",
             Kind::AroundTowerOps => "around_tower_ops",
         }
@@ -106,6 +114,9 @@ impl Kind {
             Kind::TowerOpsLoadShed => routes()
                 .layer(CaptureRouteLayer::new())
                 .layer(tower_ops_stack().load_shed(ConcurrencyLimitLayer::adaptive())),
+            Kind::TowerOpsSampledOut => routes()
+                .layer(CaptureRouteLayer::new())
+                .layer(tower_ops_stack().log(Some(RequestLogLayer::new().sample_successes(0.0)))),
             Kind::AroundBare => Router::new().fallback_service(routes()),
             Kind::AroundTowerOps => Router::new().fallback_service(
                 tower_ops_stack().layer(routes().layer(CaptureRouteLayer::new())),
@@ -130,7 +141,10 @@ impl Kind {
                     .with(layer);
                 (Dispatch::new(subscriber), None)
             }
-            Kind::TowerOps | Kind::TowerOpsLoadShed | Kind::AroundTowerOps => {
+            Kind::TowerOps
+            | Kind::TowerOpsLoadShed
+            | Kind::TowerOpsSampledOut
+            | Kind::AroundTowerOps => {
                 let (writer, guard) = LogWriter::builder().writer(log.open()?);
                 let subscriber = tracing_subscriber::registry()
                     .with(LevelFilter::INFO)
