@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 
@@ -335,19 +335,12 @@ impl ErrorReporter {
     pub fn flush(&self, timeout: Duration) -> bool {
         let progress = &self.shared.progress;
         let target = progress.queued.load(Ordering::Acquire);
-        let deadline = Instant::now() + timeout;
-        let mut done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
-        while *done < target {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            done = progress
-                .changed
-                .wait_timeout(done, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_done, waited) = progress
+            .changed
+            .wait_timeout_while(done, timeout, |done| *done < target)
+            .unwrap_or_else(PoisonError::into_inner);
+        !waited.timed_out()
     }
 
     fn send(&self, pending: Pending) {

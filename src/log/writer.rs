@@ -211,19 +211,13 @@ impl LogWriter {
         state.flush_requested += 1;
         let wanted = state.flush_requested;
         shared.wake.notify_one();
-        let deadline = Instant::now() + timeout;
-        while state.flushed < wanted && state.destination.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = shared
-                .written
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let (_state, waited) = shared
+            .written
+            .wait_timeout_while(state, timeout, |state| {
+                state.flushed < wanted && state.destination.is_none()
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        !waited.timed_out()
     }
 
     fn append(&self, line: &[u8]) {
