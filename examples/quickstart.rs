@@ -6,6 +6,13 @@
 //! curl -i localhost:3000/users/42
 //! curl -i -H 'x-request-id: order-42' localhost:3000/
 //! curl -i localhost:3000/health
+//!
+//! # operator routes, only with a token
+//! export ADMIN_TOKEN=$(openssl rand -hex 32)
+//! cargo run --example quickstart
+//! curl -H "Authorization: Bearer $ADMIN_TOKEN" localhost:3000/admin/log-level
+//! curl -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+//!      -d '{"filter":"debug"}' localhost:3000/admin/log-level
 //! ```
 //!
 //! Every variable of the README's environment table applies; a bad value stops
