@@ -32,8 +32,7 @@ fn app() -> Router {
             "/decision",
             // The handler sees the decision before it answers.
             get(
-                |Extension(sample): Extension<LogSample>,
-                 Extension(fields): Extension<LogFields>| async move {
+                |sample: LogSample, Extension(fields): Extension<LogFields>| async move {
                     if sample.is_logged() {
                         fields.insert("built_for_the_line", true);
                     }

@@ -6,6 +6,7 @@ use http::{HeaderName, StatusCode};
 use tower_layer::Layer;
 use tracing::Level;
 
+use super::sample::LogSample;
 use super::service::*;
 pub use crate::body::BodyCapture;
 use crate::config::{self, ConfigError};
@@ -46,9 +47,29 @@ use crate::redact::Redactor;
 /// # }
 /// ```
 #[derive(Clone, Default)]
-pub struct LogFields(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
+pub struct LogFields(Arc<Record>);
+
+/// A request's fields and its sampling decision, one allocation for both.
+#[derive(Default)]
+struct Record {
+    fields: Mutex<Vec<(String, serde_json::Value)>>,
+    sample: LogSample,
+}
 
 impl LogFields {
+    /// The fields of a request sampled as `sample` says.
+    pub(super) fn sampled(sample: LogSample) -> Self {
+        Self(Arc::new(Record {
+            fields: Mutex::default(),
+            sample,
+        }))
+    }
+
+    /// The log sampling decision of the request these fields belong to.
+    pub fn sample(&self) -> LogSample {
+        self.0.sample
+    }
+
     /// Adds (or replaces) a field; at most 64 fields are kept.
     pub fn insert(&self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
         let key = key.into();
@@ -62,7 +83,7 @@ impl LogFields {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, serde_json::Value)>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.fields.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The layer's own field (`headers`, a body), over a handler's of that name.
@@ -236,7 +257,7 @@ impl RequestLogLayer {
     /// request is always logged, and metrics count every request.
     ///
     /// The decision is drawn once per request, before the inner service runs,
-    /// and handed to it as a [`LogSample`](super::LogSample) extension; a request
+    /// and handed to it as a [`LogSample`](super::LogSample); a request
     /// sampled out that ends well skips the line's formatting and writing
     /// altogether. Lines written under a rate below 1 carry `sample_rate`.
     /// A value outside 0 to 1 is clamped (NaN counts as 1).

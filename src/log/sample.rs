@@ -2,7 +2,9 @@
 
 /// The log sampling decision for one request, made by
 /// [`RequestLogLayer`](super::RequestLogLayer) before the inner service runs and
-/// put in the request extensions.
+/// carried by the request's [`LogFields`](super::LogFields)
+/// ([`LogFields::sample`](super::LogFields::sample)), so handing it over costs
+/// no allocation of its own.
 ///
 /// With a sample rate below 1 ([`RequestLogLayer::sample_successes`](super::RequestLogLayer::sample_successes),
 /// `LOG_SAMPLE_RATE`), only that fraction of *ordinary successes* gets a line: a
@@ -13,7 +15,8 @@
 /// *if* the request ends well. Metrics count every request either way.
 ///
 /// A handler reads it to skip work that only feeds the line, such as building
-/// [`LogFields`](super::LogFields):
+/// [`LogFields`](super::LogFields). With axum it is an extractor that never
+/// fails ([`LogSample::ALL`] without a request log layer):
 ///
 /// ```
 /// # #[cfg(feature = "axum")] {
@@ -21,7 +24,7 @@
 /// use tower_ops::log::{LogFields, LogSample};
 ///
 /// async fn handler(
-///     Extension(sample): Extension<LogSample>,
+///     sample: LogSample,
 ///     Extension(fields): Extension<LogFields>,
 /// ) -> &'static str {
 ///     if sample.is_logged() {
@@ -29,6 +32,7 @@
 ///     }
 ///     "ok"
 /// }
+/// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(handler));
 /// # }
 /// ```
 ///
@@ -70,10 +74,26 @@ impl LogSample {
         self.rate
     }
 
-    /// The decision in `extensions`, or [`LogSample::ALL`] when no request log
-    /// layer made one.
+    /// The decision of the request with these extensions, or
+    /// [`LogSample::ALL`] when no request log layer made one.
     pub fn of(extensions: &http::Extensions) -> Self {
-        extensions.get::<Self>().copied().unwrap_or(Self::ALL)
+        extensions
+            .get::<super::LogFields>()
+            .map_or(Self::ALL, super::LogFields::sample)
+    }
+}
+
+/// The request's decision, [`LogSample::ALL`] without a request log layer.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LogSample {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.extensions))
     }
 }
 
@@ -96,6 +116,12 @@ mod tests {
         }
         assert_eq!(LogSample::draw(1.0), LogSample::ALL);
         assert_eq!(LogSample::of(&http::Extensions::new()), LogSample::ALL);
+        // The decision is read from the request's fields.
+        let mut extensions = http::Extensions::new();
+        extensions.insert(super::super::LogFields::sampled(LogSample::draw(0.0)));
+        let read = LogSample::of(&extensions);
+        assert!(!read.is_logged());
+        assert_eq!(read.rate(), 0.0);
     }
 
     #[test]

@@ -133,11 +133,12 @@ where
         // The valid incoming `traceparent`, forwarded by outgoing requests when
         // no OpenTelemetry span stands in between.
         let incoming = parent;
-        let fields = LogFields::default();
+        // The sampling decision travels with the fields: the handler reads it
+        // there, at no allocation of its own.
+        let sample = LogSample::draw(config.success_sample);
+        let fields = LogFields::sampled(sample);
         super::format::attach(&span, &fields);
         req.extensions_mut().insert(fields.clone());
-        let sample = LogSample::draw(config.success_sample);
-        req.extensions_mut().insert(sample);
         let request_body = config.capture.map(|_| {
             let capture = BodyCapture::default();
             req.extensions_mut().insert(capture.clone());
