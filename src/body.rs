@@ -134,6 +134,60 @@ where
 /// ```
 pub type EndpointBody = ResponseBody<http_body_util::Empty<Bytes>>;
 
+/// The future of the endpoints tower-ops serves itself (the health probes, the
+/// admin routes): an answer ready at once, or one that waits for something (the
+/// health checks, a request body).
+pub struct EndpointFuture {
+    kind: EndpointKind,
+}
+
+enum EndpointKind {
+    Ready(Option<Response<EndpointBody>>),
+    Waiting(std::pin::Pin<Box<dyn std::future::Future<Output = Response<EndpointBody>> + Send>>),
+}
+
+impl EndpointFuture {
+    /// The answer, ready at once.
+    pub(crate) fn ready(response: Response<EndpointBody>) -> Self {
+        Self {
+            kind: EndpointKind::Ready(Some(response)),
+        }
+    }
+
+    /// The answer `future` makes.
+    pub(crate) fn waiting(
+        future: impl std::future::Future<Output = Response<EndpointBody>> + Send + 'static,
+    ) -> Self {
+        Self {
+            kind: EndpointKind::Waiting(Box::pin(future)),
+        }
+    }
+}
+
+impl std::future::Future for EndpointFuture {
+    type Output = Result<Response<EndpointBody>, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.kind {
+            EndpointKind::Ready(response) => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    // Polled again after completion: answer something harmless.
+                    let mut response = Response::new(EndpointBody::default());
+                    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                })))
+            }
+            EndpointKind::Waiting(future) => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl fmt::Debug for EndpointFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointFuture").finish_non_exhaustive()
+    }
+}
+
 pub(crate) mod sealed {
     pub trait Sealed {}
 }

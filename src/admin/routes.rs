@@ -1,7 +1,5 @@
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -152,45 +150,9 @@ impl fmt::Debug for AdminRoutes {
     }
 }
 
-type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<AdminBody>> + Send>>;
-
 /// The future of [`AdminRoutes`]: ready at once, except for a `PUT`, whose body
 /// is read.
-pub struct ResponseFuture {
-    kind: Kind,
-}
-
-enum Kind {
-    Ready(Option<Response<AdminBody>>),
-    Reading(BoxResponseFuture),
-}
-
-impl ResponseFuture {
-    fn ready(response: Response<AdminBody>) -> Self {
-        Self {
-            kind: Kind::Ready(Some(response)),
-        }
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response<AdminBody>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.kind {
-            Kind::Ready(response) => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
-            Kind::Reading(fut) => fut.as_mut().poll(cx).map(Ok),
-        }
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
+pub type ResponseFuture = crate::body::EndpointFuture;
 
 impl<B> Service<Request<B>> for AdminRoutes
 where
@@ -232,13 +194,7 @@ where
         };
         match head {
             Some(head) => ResponseFuture::ready(log_level::current(&filter, head)),
-            None => ResponseFuture {
-                kind: Kind::Reading(Box::pin(log_level::change(
-                    req,
-                    filter,
-                    self.renderer.clone(),
-                ))),
-            },
+            None => ResponseFuture::waiting(log_level::change(req, filter, self.renderer.clone())),
         }
     }
 }

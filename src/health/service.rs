@@ -1,7 +1,5 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
@@ -68,38 +66,9 @@ impl HealthRegistry {
 /// the metrics exporter's (feature `metrics`).
 pub type HealthBody = EndpointBody;
 
-type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<HealthBody>> + Send>>;
-
 /// The future of [`HealthService`]: ready at once for liveness and rejections,
 /// awaiting the registry otherwise.
-pub struct ResponseFuture {
-    kind: Kind,
-}
-
-enum Kind {
-    Ready(Option<Response<HealthBody>>),
-    Running(BoxResponseFuture),
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response<HealthBody>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.kind {
-            Kind::Ready(response) => Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                // Polled again after completion: answer something harmless.
-                empty(StatusCode::INTERNAL_SERVER_ERROR)
-            }))),
-            Kind::Running(fut) => fut.as_mut().poll(cx).map(Ok),
-        }
-    }
-}
-
-impl std::fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
+pub type ResponseFuture = crate::body::EndpointFuture;
 
 impl<B> Service<Request<B>> for HealthService {
     type Response = Response<HealthBody>;
@@ -111,9 +80,7 @@ impl<B> Service<Request<B>> for HealthService {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let ready = |r| ResponseFuture {
-            kind: Kind::Ready(Some(r)),
-        };
+        let ready = ResponseFuture::ready;
         let endpoint = match req.uri().path() {
             LIVE_PATH => Endpoint::Live,
             READY_PATH => Endpoint::Ready,
@@ -138,16 +105,14 @@ impl<B> Service<Request<B>> for HealthService {
                 ReadinessState::Ready
                     if registry.inner.ready_runs_checks && registry.has_critical() =>
                 {
-                    ResponseFuture {
-                        kind: Kind::Running(Box::pin(async move {
-                            let report = registry.check_critical().await;
-                            if report.status() == HealthStatus::Unhealthy {
-                                not_ready("checks_failed", head)
-                            } else {
-                                ready_ok(head)
-                            }
-                        })),
-                    }
+                    ResponseFuture::waiting(async move {
+                        let report = registry.check_critical().await;
+                        if report.status() == HealthStatus::Unhealthy {
+                            not_ready("checks_failed", head)
+                        } else {
+                            ready_ok(head)
+                        }
+                    })
                 }
                 ReadinessState::Ready => ready(ready_ok(head)),
                 ReadinessState::Starting => ready(not_ready("starting", head)),
@@ -155,17 +120,15 @@ impl<B> Service<Request<B>> for HealthService {
             },
             Endpoint::Health => {
                 let details = registry.details_allowed(req.headers());
-                ResponseFuture {
-                    kind: Kind::Running(Box::pin(async move {
-                        let report = registry.check_all().await;
-                        let status = if report.status() == HealthStatus::Unhealthy {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        } else {
-                            StatusCode::OK
-                        };
-                        json(status, render_report(&report, details), head)
-                    })),
-                }
+                ResponseFuture::waiting(async move {
+                    let report = registry.check_all().await;
+                    let status = if report.status() == HealthStatus::Unhealthy {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    };
+                    json(status, render_report(&report, details), head)
+                })
             }
         }
     }
