@@ -33,20 +33,6 @@ fn warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     (out, events)
 }
 
-/// Calls `svc` and returns the status, without a runtime (the in-process
-/// path answers on the first poll).
-fn status_now<S>(svc: &mut S, r: Request<()>) -> u16
-where
-    S: Service<Request<()>, Response = Response<ResponseBody<Full<Bytes>>>, Error = Infallible>,
-{
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut fut = std::pin::pin!(svc.call(r));
-    let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
-        panic!("pending")
-    };
-    response.status().as_u16()
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct UserId(u64);
 
@@ -68,15 +54,15 @@ fn closure_keys_count_per_value_and_skip_none() {
         );
     let (mut svc, calls) = app(&layer);
     // Users 41 and 42 make one tenant (4); 53 another.
-    assert_eq!(status_now(&mut svc, as_user(41)), 200);
-    assert_eq!(status_now(&mut svc, as_user(42)), 429);
-    assert_eq!(status_now(&mut svc, as_user(53)), 200);
+    assert_eq!(answer_now(&mut svc, as_user(41)).status(), 200);
+    assert_eq!(answer_now(&mut svc, as_user(42)).status(), 429);
+    assert_eq!(answer_now(&mut svc, as_user(53)).status(), 200);
     let mut post = as_user(42);
     *post.method_mut() = Method::POST;
-    assert_eq!(status_now(&mut svc, post), 200);
+    assert_eq!(answer_now(&mut svc, post).status(), 200);
     // No user: the closure says None, the policy does not count it.
     for _ in 0..3 {
-        assert_eq!(status_now(&mut svc, Request::new(())), 200);
+        assert_eq!(answer_now(&mut svc, Request::new(())).status(), 200);
     }
     assert_eq!(layer.len(), 3);
     assert_eq!(calls.load(Ordering::SeqCst), 6);
@@ -108,13 +94,13 @@ fn a_policy_that_never_finds_its_key_warns_once() {
     let (mut svc, _) = app(&layer);
     let (_, first) = warnings(|| {
         for _ in 0..2 {
-            status_now(&mut svc, Request::new(()));
+            answer_now(&mut svc, Request::new(()));
         }
     });
     assert!(first.is_empty(), "{first:?}");
     let (_, warned) = warnings(|| {
         for _ in 0..50 {
-            assert_eq!(status_now(&mut svc, Request::new(())), 200);
+            assert_eq!(answer_now(&mut svc, Request::new(())).status(), 200);
         }
     });
     assert_eq!(warned.len(), 2, "one for each watched policy: {warned:?}");
@@ -136,9 +122,9 @@ fn a_policy_that_found_its_key_once_never_warns() {
         );
     let (mut svc, _) = app(&layer);
     let (_, warned) = warnings(|| {
-        assert_eq!(status_now(&mut svc, as_user(1)), 200);
+        assert_eq!(answer_now(&mut svc, as_user(1)).status(), 200);
         for _ in 0..20 {
-            assert_eq!(status_now(&mut svc, Request::new(())), 200);
+            assert_eq!(answer_now(&mut svc, Request::new(())).status(), 200);
         }
     });
     assert!(warned.is_empty(), "{warned:?}");
@@ -154,7 +140,7 @@ fn a_policy_that_found_its_key_once_never_warns() {
     let (mut svc, _) = app(&scoped);
     let (_, warned) = warnings(|| {
         for _ in 0..20 {
-            status_now(&mut svc, Request::get("/other").body(()).unwrap());
+            answer_now(&mut svc, Request::get("/other").body(()).unwrap());
         }
     });
     assert!(warned.is_empty(), "{warned:?}");

@@ -51,6 +51,19 @@ fn req(path: &str, peer: &str) -> Request<()> {
     r
 }
 
+/// Calls `svc` without a runtime: the in-process path answers on the first poll.
+fn answer_now<S>(svc: &mut S, r: Request<()>) -> Response<ResponseBody<Full<Bytes>>>
+where
+    S: Service<Request<()>, Response = Response<ResponseBody<Full<Bytes>>>, Error = Infallible>,
+{
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut fut = std::pin::pin!(svc.call(r));
+    let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
+        panic!("pending")
+    };
+    response
+}
+
 async fn send<S>(svc: &S, r: Request<()>) -> Response<ResponseBody<Full<Bytes>>>
 where
     S: Service<Request<()>, Response = Response<ResponseBody<Full<Bytes>>>, Error = Infallible>

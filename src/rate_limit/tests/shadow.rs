@@ -287,16 +287,20 @@ fn api_key() -> KeyBy {
 
 #[tokio::test]
 async fn a_backend_refusal_of_a_shadow_policy_is_served_and_marked() {
-    let layer = RateLimitLayer::new()
-        .clock(RateLimitClock::manual())
-        .policy(
-            Policy::new("trial", Quota::per_minute(1))
-                .key(api_key())
-                .mode(Mode::Shadow),
-        )
-        .policy(Policy::new("api", Quota::per_minute(100)).key(api_key()))
-        .backend(Refusing(&["trial"]));
-    let (svc, calls) = app(&layer);
+    // A shadow `trial` policy before an enforced `api` one, on a backend that
+    // refuses the policies named.
+    let layer = |refused: &'static [&'static str]| {
+        RateLimitLayer::new()
+            .clock(RateLimitClock::manual())
+            .policy(
+                Policy::new("trial", Quota::per_minute(1))
+                    .key(api_key())
+                    .mode(Mode::Shadow),
+            )
+            .policy(Policy::new("api", Quota::per_minute(100)).key(api_key()))
+            .backend(Refusing(refused))
+    };
+    let (svc, calls) = app(&layer(&["trial"]));
     let r = send(&svc, with_key("k")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(marked_by(&r).as_deref(), Some("trial"));
@@ -304,16 +308,7 @@ async fn a_backend_refusal_of_a_shadow_policy_is_served_and_marked() {
     assert!(r.headers().get("retry-after").is_none());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The enforced policy refused by the backend still answers 429, unmarked.
-    let layer = RateLimitLayer::new()
-        .clock(RateLimitClock::manual())
-        .policy(
-            Policy::new("trial", Quota::per_minute(1))
-                .key(api_key())
-                .mode(Mode::Shadow),
-        )
-        .policy(Policy::new("api", Quota::per_minute(100)).key(api_key()))
-        .backend(Refusing(&["trial", "api"]));
-    let (svc, calls) = app(&layer);
+    let (svc, calls) = app(&layer(&["trial", "api"]));
     let r = send(&svc, with_key("k")).await;
     assert_eq!(r.status(), 429);
     assert_eq!(marked_by(&r), None);
@@ -413,17 +408,4 @@ proptest! {
             prop_assert_eq!(marked, m.status() == 200 && t.status() == 429);
         }
     }
-}
-
-/// Calls `svc` without a runtime: the in-process path answers on the first poll.
-fn answer_now<S>(svc: &mut S, r: Request<()>) -> Response<ResponseBody<Full<Bytes>>>
-where
-    S: Service<Request<()>, Response = Response<ResponseBody<Full<Bytes>>>, Error = Infallible>,
-{
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut fut = std::pin::pin!(svc.call(r));
-    let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
-        panic!("pending")
-    };
-    response
 }
