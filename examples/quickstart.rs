@@ -139,8 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let connections = tower_ops::serve::ConnectionMetrics::register(&mut registry);
     // Load shedding: CONCURRENCY_LIMIT is a number, adaptive, or unset (off).
     // Probes, /metrics and the operator routes are never shed.
-    let load_shed =
-        ConcurrencyLimitLayer::from_env()?.skip_paths(["/health/*", "/metrics", "/admin/*"]);
+    let load_shed = ConcurrencyLimitLayer::from_env()?;
     load_shed.register(&mut registry);
     let exporter = MetricsExporter::from_env(registry)?;
     // Operator routes, only when ADMIN_TOKEN is set (otherwise /admin/* is a 404):

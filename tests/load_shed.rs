@@ -21,7 +21,8 @@ use tower_ops::load_shed::ConcurrencyLimitLayer;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// `/slow` waits until the test hands out permits on `gate`; probes answer at once.
+/// `/slow` waits until the test hands out permits on `gate`; probes and the
+/// stand-in admin route answer at once.
 fn app(layer: ConcurrencyLimitLayer, gate: Arc<Semaphore>) -> Router {
     Router::new()
         .route(
@@ -35,6 +36,7 @@ fn app(layer: ConcurrencyLimitLayer, gate: Arc<Semaphore>) -> Router {
             }),
         )
         .route("/health/live", get(|| async { r#"{"status":"alive"}"# }))
+        .route("/admin/log-level", get(|| async { r#"{"filter":"info"}"# }))
         .layer(layer)
         .layer(ErrorLayer::new())
 }
@@ -78,10 +80,13 @@ async fn a_fixed_limit_of_four_serves_four_of_thirty_and_probes_keep_answering()
         assert_eq!(problem["code"], "OVERLOADED", "{problem}");
         assert_eq!(problem["status"], 503);
     }
-    // The service is at its limit, and its probes still answer.
+    // The service is at its limit, and its probes and operator routes still
+    // answer.
     for _ in 0..5 {
         let probe = raw(addr, &get_request("/health/live", "")).await;
         assert_eq!(probe.status, 200, "{}", probe.text());
+        let admin = raw(addr, &get_request("/admin/log-level", "")).await;
+        assert_eq!(admin.status, 200, "{}", admin.text());
     }
     assert_eq!(layer.in_flight(), 4);
 

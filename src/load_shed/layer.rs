@@ -58,7 +58,7 @@ impl ConcurrencyLimitLayer {
         Self {
             shared: Some(Arc::new(Shared {
                 limiter: Arc::new(limiter),
-                skip: PathSet::probes(),
+                skip: PathSet::probes_and_admin(),
                 renderer: None,
             })),
         }
@@ -109,8 +109,9 @@ impl ConcurrencyLimitLayer {
         errors.into_result(layer)
     }
 
-    /// Paths that are never shed (default [`PathSet::probes`]: `/health/*` and
-    /// `/metrics`, so an overloaded service still tells its orchestrator so).
+    /// Paths that are never shed (default [`PathSet::probes_and_admin`]:
+    /// `/health/*`, `/metrics` and `/admin/*`, so an overloaded service still
+    /// tells its orchestrator so and an operator still gets through).
     pub fn skip_paths(self, paths: impl Into<PathSet>) -> Self {
         let paths = paths.into();
         self.map(|s| s.skip = paths)

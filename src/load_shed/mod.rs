@@ -7,8 +7,9 @@
 //! `OVERLOADED`, `rejected_by: "load_shed"`, `Retry-After: 1`) and the admitted
 //! ones keep their latency. Shed requests carry their [`Problem`](crate::error::Problem),
 //! so the log and metrics layers outside log and count them like every other
-//! rejection, and gRPC calls get `UNAVAILABLE`. Probe and metrics paths
-//! ([`PathSet::probes`](crate::paths::PathSet::probes)) are never shed.
+//! rejection, and gRPC calls get `UNAVAILABLE`. Probe, metrics and admin paths
+//! ([`PathSet::probes_and_admin`](crate::paths::PathSet::probes_and_admin)) are
+//! never shed.
 //!
 //! In the canonical order the layer sits right inside `ErrorLayer`.
 //! `CONCURRENCY_LIMIT` sets it from the environment: a number, `adaptive`, or

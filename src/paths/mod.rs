@@ -71,6 +71,14 @@ impl PathSet {
         Self::new(["/health/*", "/metrics"])
     }
 
+    /// The routes the stack serves for operators: the [probes](Self::probes) and
+    /// the admin routes, `/health/*`, `/metrics` and `/admin/*`. What load
+    /// shedding never sheds, so that an overloaded service still answers its
+    /// orchestrator and an operator turning the log level up.
+    pub fn probes_and_admin() -> Self {
+        Self::new(["/health/*", "/metrics", "/admin/*"])
+    }
+
     /// Whether `path` (without query) is in the set.
     #[inline]
     pub fn contains(&self, path: &str) -> bool {

@@ -99,6 +99,7 @@ use crate::load_shed::ConcurrencyLimitLayer;
 use crate::log::RequestLogLayer;
 #[cfg(feature = "metrics")]
 use crate::metrics::{MetricsExporter, MetricsLayer};
+#[cfg(any(feature = "metrics", feature = "rate-limit"))]
 use crate::paths::PathSet;
 #[cfg(feature = "rate-limit")]
 use crate::rate_limit::RateLimitLayer;
@@ -252,13 +253,6 @@ impl Stack {
             .take(HealthRegistryBuilder::from_env())
             .map(|b| b.build());
         let admin = errors.take(AdminRoutes::from_env()).flatten();
-        // An operator turning the log level up during an overload must get through.
-        let load_shed = match (load_shed, &admin) {
-            (Some(layer), Some(_)) => {
-                Some(layer.skip_paths(PathSet::new(["/health/*", "/metrics", "/admin/*"])))
-            }
-            (layer, _) => layer,
-        };
         if !errors.problems().is_empty() {
             return Err(errors);
         }
